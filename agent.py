@@ -1,0 +1,197 @@
+"""Double DQN in TensorFlow: Q-networks, the learning step, and the fused store-and-learn call.
+
+Everything here is graph code; the trainer (`cartpole.py`) does the Python I/O.
+
+Why one fused function: on this CPU a `tf.function` call costs 100-200 µs while a batch-1024
+learning step costs a few hundred, so crossings dominate unless batched. The trainer collects
+`train_every` vector steps in NumPy (acting with a NumPy copy of the online network, exact
+because the weights only change inside this call), packs them into one float32 array, and makes
+ONE call that stores them in the prioritized replay buffer and runs the learning steps (sample,
+Double-DQN update, priority update, soft target update) in a `tf.while_loop`, returning the new
+online weights for acting. Storing and learning in one XLA cluster also lets XLA fuse the sum
+tree's sampling and update, which is where most of its time would otherwise go.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
+
+RewardFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
+                    dtype_policy: str = "float32", name: str = "q_network") -> keras.Sequential:
+    """MLP obs -> Q-values. Hidden layers follow `dtype_policy` (e.g. mixed_float16); the output
+    layer is always float32 so Q-values, TD errors and priorities never live in float16."""
+    layers: list[keras.layers.Layer] = [keras.Input((obs_size,), dtype="float32")]
+    layers += [keras.layers.Dense(w, activation="relu", dtype=dtype_policy) for w in hidden]
+    layers.append(keras.layers.Dense(num_actions, dtype="float32"))
+    return keras.Sequential(layers, name=name)
+
+
+def linear_schedule(start: float, end: float, steps: int, t: float) -> float:
+    """Linear from `start` to `end` over `steps`, then held at `end`."""
+    frac = min(max(t / steps, 0.0), 1.0)
+    return start + (end - start) * frac
+
+
+@dataclass(frozen=True)
+class TransitionLayout:
+    """Column layout of the packed float32 transition array the trainer hands to TensorFlow:
+    obs | action | next_obs | terminated | valid. Packing makes it one conversion per call."""
+    obs_size: int
+
+    @property
+    def width(self) -> int:
+        return 2 * self.obs_size + 3
+
+    @property
+    def obs(self) -> slice:
+        return slice(0, self.obs_size)
+
+    @property
+    def action(self) -> int:
+        return self.obs_size
+
+    @property
+    def next_obs(self) -> slice:
+        return slice(self.obs_size + 1, 2 * self.obs_size + 1)
+
+    @property
+    def terminated(self) -> int:
+        return 2 * self.obs_size + 1
+
+    @property
+    def valid(self) -> int:
+        return 2 * self.obs_size + 2
+
+
+class LearnStats(NamedTuple):
+    loss: tf.Tensor        # mean Huber loss over the call's learning steps (0 if none ran)
+    mean_q: tf.Tensor      # mean Q(s, a) of the sampled batches
+    weights: list          # online network weights after the call, for NumPy acting
+
+
+class DoubleDQNAgent(tf.Module):
+    """Online and target Q-networks, Adam with linear LR decay and global-norm clipping, and the
+    Double-DQN learning step: y = r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
+    Truncated episodes bootstrap (their `done` is 0); only termination cuts the return."""
+
+    def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (64, 64),
+                 gamma: float = 0.998, tau: float = 0.06, lr: float = 3e-3, lr_final: float = 3e-4,
+                 lr_decay_steps: int = 4000, huber_delta: float = 1.0, clip_norm: float = 10.0,
+                 mixed_precision: bool = False):
+        super().__init__(name="double_dqn")
+        self.obs_size, self.num_actions = obs_size, num_actions
+        self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
+        self.mixed_precision = mixed_precision
+        policy = "mixed_float16" if mixed_precision else "float32"
+        self.online = build_q_network(obs_size, num_actions, hidden, policy, "online")
+        self.target = build_q_network(obs_size, num_actions, hidden, policy, "target")
+        self.target.set_weights(self.online.get_weights())
+        self.lr_schedule = keras.optimizers.schedules.PolynomialDecay(
+            lr, lr_decay_steps, lr_final, power=1.0)
+        optimizer = keras.optimizers.Adam(self.lr_schedule, global_clipnorm=clip_norm)
+        if mixed_precision:
+            # Loss scaling keeps small float16 gradients from flushing to zero; it unscales before
+            # the inner optimizer clips and applies, and skips steps whose gradients overflow.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        # Build before any tracing: creating optimizer slots inside a jitted loop is not allowed.
+        self.optimizer.build(self.online.trainable_variables)
+        self.learn_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learn_steps")
+
+    # --- graph pieces -------------------------------------------------------------------------
+    def td_targets(self, reward: tf.Tensor, next_obs: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
+        next_action = tf.argmax(self.online(next_obs), axis=1, output_type=tf.int32)
+        next_q = tf.gather(self.target(next_obs), next_action, axis=1, batch_dims=1)
+        return reward + self.gamma * (1.0 - done) * next_q
+
+    def huber(self, td: tf.Tensor) -> tf.Tensor:
+        abs_td = tf.abs(td)
+        quad = tf.minimum(abs_td, self.huber_delta)
+        return 0.5 * quad * quad + self.huber_delta * (abs_td - quad)
+
+    def train_step(self, obs, action, reward, next_obs, done, weights):
+        """One importance-weighted Double-DQN update; returns (|TD error| [B], loss, mean Q)."""
+        target = tf.stop_gradient(self.td_targets(reward, next_obs, done))
+        variables = self.online.trainable_variables
+        with tf.GradientTape() as tape:
+            q = tf.gather(self.online(obs), action, axis=1, batch_dims=1)
+            td = target - q
+            loss = tf.reduce_mean(weights * self.huber(td))
+            scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self.soft_update()
+        self.learn_steps.assign_add(1)
+        return tf.abs(td), loss, tf.reduce_mean(q)
+
+    def soft_update(self) -> None:
+        for t, o in zip(self.target.weights, self.online.weights):
+            t.assign(t * (1.0 - self.tau) + o * self.tau)
+
+    # --- Python-side helpers ------------------------------------------------------------------
+    def numpy_weights(self) -> list[np.ndarray]:
+        return [np.asarray(w) for w in self.online.get_weights()]
+
+    def learning_rate(self) -> float:
+        it = self.optimizer.iterations
+        return float(self.lr_schedule(it))
+
+    def checkpoint_variables(self) -> dict[str, list]:
+        """Plain tf.Variables for tf.train.Checkpoint. Keras 3 models do not restore into a fresh
+        object graph by structure reliably, so we checkpoint explicit, ordered variable lists."""
+        return {"online": [v.value for v in self.online.weights],
+                "target": [v.value for v in self.target.weights],
+                "optimizer": [v.value for v in self.optimizer.variables],
+                "learn_steps": self.learn_steps}
+
+    def export(self, path: str) -> None:
+        """Write the online network as a `.keras` file that plain Keras can load (obs -> Q)."""
+        tmp = f"{path}.tmp.keras"  # Keras insists on the extension; rename makes it atomic.
+        self.online.save(tmp)
+        os.replace(tmp, path)
+
+
+def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
+                         reward_fn: RewardFn, batch_size: int, jit_compile: bool):
+    """Build the single per-call `tf.function`: store a packed chunk, then learn `n_learn` steps.
+
+    Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
+    for the whole run; `beta` and `n_learn` are tensors so their changing values never retrace.
+    """
+    layout = TransitionLayout(agent.obs_size)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=False, input_signature=[
+        tf.TensorSpec([None, layout.width], tf.float32),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)])
+    def store_and_learn(chunk: tf.Tensor, n_learn: tf.Tensor, beta: tf.Tensor) -> LearnStats:
+        next_obs = chunk[:, layout.next_obs]
+        terminated = chunk[:, layout.terminated]
+        buffer.add(chunk[:, layout.obs], tf.cast(chunk[:, layout.action], tf.int32),
+                   reward_fn(next_obs, terminated > 0.5), next_obs, terminated,
+                   chunk[:, layout.valid] > 0.5)
+
+        def body(i, loss_sum, q_sum):
+            b = buffer.sample(batch_size, beta)
+            td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
+                                                    b.done, b.weights)
+            buffer.update_priorities(b.indices, td_abs)
+            return i + 1, loss_sum + loss, q_sum + mean_q
+
+        _, loss_sum, q_sum = tf.while_loop(
+            lambda i, *_: i < n_learn, body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+        denom = tf.cast(tf.maximum(n_learn, 1), tf.float32)
+        return LearnStats(loss_sum / denom, q_sum / denom,
+                          [tf.identity(w) for w in agent.online.weights])
+
+    return store_and_learn

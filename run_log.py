@@ -1,0 +1,139 @@
+"""The run's log directory: fixed file names and columns, and atomic writes.
+
+Every file is written to a temporary name in the same directory and renamed into place, so a
+crash (or `kill -9`) at any moment leaves either the previous complete file or the new one,
+never half of one. CSVs are kept in memory and rewritten whole for the same reason; they hold a
+row per learning call or eval round, so this stays cheap.
+
+No TensorFlow here: this is Python I/O only.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+#: metrics.csv: one row per logging interval (a store-and-learn call).
+METRICS_COLUMNS = ("wall_s", "env_steps", "learn_steps", "epsilon", "lr", "beta", "loss",
+                   "mean_q", "episodes", "train_return_mean", "train_return_max", "steps_per_s",
+                   "rss_mb")
+#: Columns that measure the machine, not the learning; they differ between identical runs.
+TIMING_COLUMNS = ("wall_s", "steps_per_s", "rss_mb")
+#: eval.csv: one row per greedy evaluation round on standard CartPole-v1.
+EVAL_COLUMNS = ("round", "wall_s", "env_steps", "learn_steps", "episodes", "mean", "min", "max",
+                "at_500", "passed", "consecutive")
+
+CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON = "config.json", "summary.json", "timings.json"
+METRICS_CSV, EVAL_CSV, FIGURE_PNG = "metrics.csv", "eval.csv", "training_metrics.png"
+PROFILE_PROF, PROFILE_TXT = "profile.prof", "profile.txt"
+CHECKPOINT_DIR, MODEL_DIR, SCRIPTS_DIR = "checkpoints", "model", "scripts"
+BEST_MODEL, FINAL_MODEL = "best.keras", "final.keras"
+DEMO_GIF = "cartpole_demo.gif"
+
+
+class LogDirError(OSError):
+    """The log directory cannot be used; the message is one line for the user."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/Inf; null is honest and parseable
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # NumPy scalars
+        return _jsonable(value.item())
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else v
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class RunDir:
+    """A log directory that has been checked to be usable, with paths to everything in it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def prepare(cls, path: str | None) -> "RunDir":
+        """Create (or reuse) the directory and prove it is writable, with a one-line error if not."""
+        p = Path(path) if path else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        if p.exists() and not p.is_dir():
+            raise LogDirError(f"log dir {p} exists and is not a directory")
+        try:
+            (p / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+            (p / MODEL_DIR).mkdir(exist_ok=True)
+            atomic_write_text(p / ".write-test", "ok\n")
+            os.unlink(p / ".write-test")
+        except OSError as e:
+            raise LogDirError(f"log dir {p} is not writable: {e.strerror or e}") from None
+        return cls(p)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.path / name, obj)
+
+    def write_csv(self, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / name, csv_text(columns, rows))
+
+    def copy_scripts(self, source_dir: str | os.PathLike) -> None:
+        """Copy the project's .py and .sh files as run, for reproducing the run later."""
+        dest = self.path / SCRIPTS_DIR
+        dest.mkdir(exist_ok=True)
+        src = Path(source_dir)
+        for pattern in ("*.py", "*.sh", "requirements*.txt"):
+            for f in src.glob(pattern):
+                shutil.copy2(f, dest / f.name)

@@ -1,0 +1,50 @@
+"""Import TensorFlow without its start-up noise, while never hiding a real error.
+
+TensorFlow's C++ runtime writes straight to file descriptor 2 on import and on first device
+query: oneDNN and CPU-feature notices, "Could not find cuda drivers", and an `E...cuInit` line
+on every machine without a GPU. `TF_CPP_MIN_LOG_LEVEL=2` drops the informational ones; the rest
+we catch by pointing fd 2 at a temporary file for the import and the device query, then replay
+every line that is not one of the known, benign start-up messages. Anything unexpected (a
+broken install, a real CUDA failure on a GPU machine) still reaches the user.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BENIGN = re.compile(
+    r"oneDNN custom operations|cpu_feature_guard|rebuild TensorFlow with the appropriate|"
+    r"Could not find cuda drivers|failed call to cuInit|absl::InitializeLog|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
+    r"TF-TRT Warning|This TensorFlow binary is optimized|To enable the following instructions|"
+    r"disabling MLIR crash reproducer|XLA service .* initialized|StreamExecutor \[|"
+    r"Compiled cluster using XLA")
+
+_tf = None
+
+
+def import_tensorflow():
+    """Return the tensorflow module, imported quietly once; list GPUs while still quiet."""
+    global _tf
+    if _tf is not None:
+        return _tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices("GPU")  # triggers the cuInit probe now, not later
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        for line in capture.read().decode(errors="replace").splitlines():
+            if line.strip() and not BENIGN.search(line):
+                print(line, file=sys.stderr)
+    _tf = tf
+    return tf
