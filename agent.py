@@ -17,10 +17,11 @@ import os
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_import import import_tensorflow
+
+tf = import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 

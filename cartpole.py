@@ -205,7 +205,9 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
 
     t = time.time()
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
+    # No tf.config.experimental.enable_op_determinism(): it doubled the XLA step time here, and
+    # is not needed on the CPU because every scatter we issue is order-independent (unique ring
+    # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
     device, mixed, xla = resolve_device_and_precision(cfg)
     env = TFWrappedVecEnv(num_envs=cfg.num_envs, seed=cfg.seed)
     with tf.device(device):

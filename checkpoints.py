@@ -19,9 +19,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import tensorflow as tf
-
 from run_log import CHECKPOINT_DIR, atomic_write_json
+from tf_import import import_tensorflow
+
+tf = import_tensorflow()
 
 
 class CheckpointError(RuntimeError):
@@ -58,7 +59,7 @@ class Checkpointer:
         try:
             status = self.checkpoint.restore(latest)
             status.assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except Exception as e:  # TF's reader raises OpError, ValueError, IndexError, ...
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"checkpoint {latest} is corrupt or incompatible: {first[:200]}") from None
         return read_state(latest)
