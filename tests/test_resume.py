@@ -1,0 +1,58 @@
+"""Kill -9 a run after its first checkpoint, resume it, and finish solving with nothing lost."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+
+
+def test_kill_9_then_resume_finishes_and_keeps_history(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = [sys.executable, str(ROOT / "cartpole.py"), "--log-dir", str(run_dir), "--seed", "1",
+            "--quiet", "--no-profile", "--checkpoint-every", "8192"]
+    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    index = run_dir / "checkpoints" / "checkpoint"
+    deadline = time.time() + 240
+    while not index.exists():
+        assert child.poll() is None, f"run ended before its first checkpoint: {child.stderr.read()}"
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    from checkpoints import latest_checkpoint, read_state
+    state = read_state(latest_checkpoint(run_dir))["progress"]
+    ckpt_steps = state["env_steps"]
+    assert ckpt_steps >= 8192
+    rows_at_ckpt = state["metrics_rows"]
+
+    resumed = subprocess.run([sys.executable, str(ROOT / "cartpole.py"), "--resume", str(run_dir),
+                              "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["solved"] and summary["resumed_from_env_steps"] == ckpt_steps
+    assert summary["total_env_steps"] > ckpt_steps
+    # Nothing before the checkpoint is lost: its metric rows are the first rows of the final CSV,
+    # and the counters carry on from it.
+    metrics = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert len(metrics) > len(rows_at_ckpt)
+    for before, after in zip(rows_at_ckpt, metrics):
+        assert int(after["env_steps"]) == before["env_steps"]
+        assert int(after["learn_steps"]) == before["learn_steps"]
+    steps = [int(r["env_steps"]) for r in metrics]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps), "counters restarted"
+    assert int(metrics[len(rows_at_ckpt)]["env_steps"]) == ckpt_steps + 1024
+    evals = list(csv.DictReader(open(run_dir / "eval.csv")))
+    assert [int(r["round"]) for r in evals] == list(range(1, len(evals) + 1))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["resolved"]["resumed"] is True
