@@ -20,7 +20,6 @@ stderr) · 3 budget exhausted without solving.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -32,12 +31,13 @@ from typing import Any, Callable
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from config import ConfigError, TrainConfig, parse_hidden
+from cli import (EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE, build_parser, config_from_args,
+                 passthrough_args, resume_config)
+from config import ConfigError, TrainConfig
 from run_log import (BEST_MODEL, CONFIG_JSON, DEMO_GIF, EVAL_COLUMNS, EVAL_CSV, FIGURE_PNG,
                      FINAL_MODEL, METRICS_COLUMNS, METRICS_CSV, MODEL_DIR, PROFILE_PROF,
                      PROFILE_TXT, SUMMARY_JSON, TIMINGS_JSON, LogDirError, RunDir)
 
-EXIT_SOLVED, EXIT_USAGE, EXIT_UNSOLVED = 0, 2, 3
 PROJECT_DIR = Path(__file__).resolve().parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
 
@@ -54,79 +54,6 @@ def process_start_time() -> float:
 
 class TrainingFault(RuntimeError):
     """Training had to stop (non-finite loss, unwritable log files); one line for the user."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------------
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line (and exit code 2), not a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"cartpole.py: error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="cartpole.py", allow_abbrev=False,
-        description="Train a Double DQN on CartPole-v1 until the greedy policy scores 500 on every "
-                    "evaluation episode in consecutive rounds. Exit codes: 0 solved, 2 usage error "
-                    "or fault, 3 budget exhausted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    modes = p.add_argument_group("other modes")
-    modes.add_argument("--evaluate", metavar="PATH",
-                       help="Play a saved model (.keras file or a run's log dir) greedily on "
-                            "standard CartPole-v1 and print the return statistics.")
-    modes.add_argument("--episodes", type=int, default=100, help="Episodes for --evaluate.")
-    modes.add_argument("--resume", metavar="DIR",
-                       help="Continue the run in DIR from its latest checkpoint.")
-    modes.add_argument("--seeds", metavar="SPEC",
-                       help="Run several seeds (e.g. 0-19) in separate processes into "
-                            "LOG_DIR/seed_<n>/ and write report.md/json/png.")
-    modes.add_argument("--workers", type=int, default=None,
-                       help="Seeds run at a time with --seeds (default: CPU cores).")
-    modes.add_argument("--sweep", metavar="SPEC_YAML",
-                       help="Hyperparameter/seed sweep on Ray Tune (needs requirements-sweep.txt).")
-    modes.add_argument("--ray-address", default=None,
-                       help="Join this Ray cluster for --sweep instead of starting a local one.")
-
-    train = p.add_argument_group("training (every field of config.TrainConfig)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.type in ("bool", bool):
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                               help=help_text)
-            continue
-        kind: Callable[[str], Any]
-        if f.name == "hidden":
-            kind = _arg_type(parse_hidden, "comma-separated widths like 64,64")
-        elif "float" in str(f.type):
-            kind = float
-        elif "int" in str(f.type):
-            kind = int
-        else:
-            kind = str
-        train.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"),
-                           help=help_text)
-    return p
-
-
-def _arg_type(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            return fn(text)
-        except ConfigError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    convert.__name__ = what
-    return convert
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    if not values["log_dir"]:
-        values["log_dir"] = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    return TrainConfig(**values).validate()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -509,73 +436,23 @@ def log(cfg: TrainConfig, bar, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-# ------------------------------------------------------------------------------------------------
-# --evaluate
-# ------------------------------------------------------------------------------------------------
 def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None) -> int:
-    """Play a saved model greedily on standard CartPole-v1 and print its return statistics."""
-    if episodes <= 0 or episodes > 100_000:
-        raise ConfigError(f"--episodes must be in [1, 100000], got {episodes}")
-    p = Path(path)
-    if p.is_dir():
-        candidates = [p / MODEL_DIR / BEST_MODEL, p / MODEL_DIR / FINAL_MODEL]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise ConfigError(f"no model in {p} (looked for {MODEL_DIR}/{BEST_MODEL} and {FINAL_MODEL})")
-        p = found[0]
-    elif not p.is_file():
-        raise ConfigError(f"no model file at {p}")
-    from tf_import import import_tensorflow
-    import_tensorflow()
-    import keras
-
+    """--evaluate: play a saved model greedily on standard CartPole-v1 and print its returns."""
     import evaluation
-    try:
-        model = keras.models.load_model(p)
-    except Exception as e:  # Keras raises many types for corrupt zips/configs
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot load model {p}: {first}") from None
-    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    if in_shape[-1] != 4 or out_shape[-1] != 2 or len(in_shape) != 2:
-        raise ConfigError(f"model {p} maps {in_shape} -> {out_shape}; CartPole needs (None, 4) -> (None, 2)")
-    if all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
-        act = evaluation.NumpyQNetwork([np.asarray(w) for w in model.get_weights()]).greedy
-    else:
-        def act(o: np.ndarray) -> np.ndarray:
-            return np.argmax(np.asarray(model(o, training=False)), axis=1)
+    if not 1 <= episodes <= 100_000:
+        raise ConfigError(f"--episodes must be in [1, 100000], got {episodes}")
+    act, model_path = evaluation.load_saved_policy(path)
     seed = 12345 if seed is None else seed
     res = evaluation.evaluate(act, episodes, seed=seed)
     s = res.stats()
-    print(f"{p}: {s['episodes']} episodes of CartPole-v1: mean {s['mean']:.1f}, "
+    print(f"{model_path}: {s['episodes']} episodes of CartPole-v1: mean {s['mean']:.1f}, "
           f"min {s['min']:.0f}, max {s['max']:.0f}, {s['at_500']}/{s['episodes']} at 500 "
           f"(std {float(np.std(res.returns)):.1f})")
     if graphics:
         from video import record_demo
-        out = p.parent / DEMO_GIF
-        info = record_demo(act, out, seed=seed)
+        info = record_demo(act, model_path.parent / DEMO_GIF, seed=seed)
         print(f"demo: {info['path']} ({info['frames']} frames, return {info['return']:.0f})")
     return EXIT_SOLVED
-
-
-# ------------------------------------------------------------------------------------------------
-# main
-# ------------------------------------------------------------------------------------------------
-MODE_ONLY_FLAGS = {"--seeds", "--workers", "--log-dir", "--sweep", "--ray-address"}
-
-
-def passthrough_args(argv: list[str]) -> list[str]:
-    """The training flags of argv, without the multi-seed runner's own (for its children)."""
-    out, skip = [], False
-    for tok in argv:
-        if skip:
-            skip = False
-            continue
-        name = tok.split("=", 1)[0]
-        if name in MODE_ONLY_FLAGS:
-            skip = "=" not in tok
-            continue
-        out.append(tok)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,19 +496,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cartpole.py: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-
-
-def resume_config(run_dir: str, args: argparse.Namespace) -> TrainConfig:
-    """The stored config of a run, with its log dir; budgets given on this command line win."""
-    from checkpoints import latest_checkpoint, read_state
-    latest = latest_checkpoint(run_dir)  # CheckpointError if there is none
-    stored = read_state(latest)["config"]
-    cfg = TrainConfig.from_dict(stored).replace(log_dir=str(run_dir), quiet=args.quiet)
-    defaults = build_parser().parse_args([])
-    for name in ("max_env_steps", "max_seconds", "keep_training"):
-        if getattr(args, name) != getattr(defaults, name):
-            cfg = cfg.replace(**{name: getattr(args, name)})
-    return cfg.validate()
 
 
 def run_with_profile(cfg: TrainConfig, resume: bool, t0: float) -> dict[str, Any]:

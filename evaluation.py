@@ -13,6 +13,7 @@ TensorFlow to one call per `train_every` vector steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import gymnasium as gym
@@ -108,3 +109,39 @@ def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
     finally:
         envs.close()
     return EvalResult(np.concatenate(returns), episodes, False)
+
+
+def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
+    """Greedy policy of a saved `.keras` Q-network (or a run directory's best/final model).
+
+    Raises `ConfigError` with a one-line message for a missing, corrupt or wrongly shaped model.
+    Keras is imported here, not at module import, so plain evaluation stays TensorFlow-free.
+    """
+    from config import ConfigError
+    from run_log import BEST_MODEL, FINAL_MODEL, MODEL_DIR
+
+    p = Path(path)
+    if p.is_dir():
+        found = [c for c in (p / MODEL_DIR / BEST_MODEL, p / MODEL_DIR / FINAL_MODEL) if c.is_file()]
+        if not found:
+            raise ConfigError(f"no model in {p} (looked for {MODEL_DIR}/{BEST_MODEL} and {FINAL_MODEL})")
+        p = found[0]
+    elif not p.is_file():
+        raise ConfigError(f"no model file at {p}")
+    from tf_import import import_tensorflow
+    import_tensorflow()
+    import keras
+    try:
+        model = keras.models.load_model(p)
+    except Exception as e:  # Keras raises many types for corrupt zips and configs
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot load model {p}: {first}") from None
+    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(in_shape) != 2 or in_shape[-1] != 4 or out_shape[-1] != 2:
+        raise ConfigError(f"model {p} maps {in_shape} -> {out_shape}; CartPole needs (None, 4) -> (None, 2)")
+    if all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
+        return NumpyQNetwork([np.asarray(w) for w in model.get_weights()]).greedy, p
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.argmax(np.asarray(model(obs, training=False)), axis=1)
+    return act, p
