@@ -118,7 +118,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     cfg = cfg.replace(log_dir=str(run.path))
 
     t = time.time()
-    from tf_import import import_tensorflow
+    from tf_import import enable_xla_cache, import_tensorflow
+    xla_cache_dir = enable_xla_cache() if cfg.xla_cache and cfg.xla != "off" else None
     tf = import_tensorflow()
     import keras
 
@@ -161,7 +162,9 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     chunk = np.zeros((K, N, layout.width), np.float32)
     # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
     obs = env.reset_numpy(seed=cfg.seed + 1000 * (prog.env_steps // max(N, 1)))
-    run.write_json(CONFIG_JSON, config_record(cfg, device, mixed, xla, resume))
+    record = config_record(cfg, device, mixed, xla, resume)
+    record["resolved"]["xla_cache_dir"] = xla_cache_dir
+    run.write_json(CONFIG_JSON, record)
     run.copy_scripts(PROJECT_DIR)
     live_plot = None
     if cfg.graphics:

@@ -85,6 +85,9 @@ class TrainConfig:
     xla: str = field(default="auto", metadata=_opt(
         "XLA-compile the store-and-learn function: auto (on), on, off.",
         choices=("auto", "on", "off")))
+    xla_cache: bool = field(default=True, metadata=_opt(
+        "Keep compiled XLA programs in ~/.cache/cartpole/xla (or $CARTPOLE_XLA_CACHE) so later "
+        "runs of the same configuration skip most of the ~1 s compile."))
     mixed_precision: str = field(default="auto", metadata=_opt(
         "mixed_float16 with loss scaling: auto (on only with a GPU), on, off.",
         choices=("auto", "on", "off")))

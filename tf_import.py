@@ -27,6 +27,33 @@ BENIGN = re.compile(
 _tf = None
 
 
+def default_xla_cache_dir() -> str:
+    return os.environ.get("CARTPOLE_XLA_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "cartpole", "xla"))
+
+
+def enable_xla_cache(directory: str | None = None) -> str | None:
+    """Ask TensorFlow to keep compiled XLA programs on disk between runs.
+
+    The fused store-and-learn function takes ~1 s to compile on this CPU, a quarter of a whole
+    solve; with the cache a later run of the same configuration loads it in ~0.3 s instead.
+    TensorFlow keys each entry by a fingerprint of the program, so a different network, batch
+    size or TensorFlow version simply compiles afresh. Must run before TensorFlow is imported.
+    """
+    if _tf is not None:
+        return None  # too late: XLA reads its flags once, at import
+    directory = directory or default_xla_cache_dir()
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return None  # an unwritable home only costs the compile time, never the run
+    flag = f"--tf_xla_persistent_cache_directory={directory}"
+    existing = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in existing:
+        os.environ["TF_XLA_FLAGS"] = f"{existing} {flag}".strip()
+    return directory
+
+
 def import_tensorflow():
     """Return the tensorflow module, imported quietly once; list GPUs while still quiet."""
     global _tf

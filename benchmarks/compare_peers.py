@@ -1,0 +1,610 @@
+"""compare_peers — time-to-solve CartPole-v1: our trainer against Stable-Baselines3 DQN and PPO.
+
+One question, answered on this machine in one run: how many seconds from typing the command
+until the agent provably solves CartPole-v1, for us and for two well-known peers?
+
+Fairness rules (why the numbers are comparable):
+* Every (contender, seed) run is a fresh process, and the runs are interleaved
+  (ours s0, sb3_dqn s0, sb3_ppo s0, ours s1, ...) so that load from other work on the shared
+  2-core machine falls on all contenders alike instead of on whichever ran during a busy spell.
+* Time is measured from PROCESS START (psutil's create_time), so the torch import of a peer
+  counts just as our TensorFlow import does. Evaluation time counts for everyone.
+* One solve rule and one evaluation code path for all: `evaluation.evaluate` plays
+  `--eval-episodes` greedy episodes of standard CartPole-v1 (stopping at the first failure, which
+  cannot change a verdict), and a contender is solved after `--solve-rounds` passing rounds in a
+  row. Then 100 fresh episodes confirm the policy that solved.
+* Peers use the RL-Zoo's tuned CartPole-v1 hyperparameters (cited below), one torch thread
+  (CPU-FACTS: torch's default 2 threads next to another busy process was 10-25x slower), and
+  stop at the RL-Zoo step budget; unsolved by then counts as unsolved (infinite time).
+
+Evaluation cadence of the peers: every 1,024 env steps, right after a training phase.
+  DQN (1 env, train_freq 256) -> every 4th training phase, so each round sees new weights.
+  PPO (8 envs x n_steps 32 = 256 steps per rollout) -> every 4th rollout/update.
+A round early in training costs a few ms to ~0.1 s (it stops at the first failed episode); a
+passing round of 64 x 500 steps costs ~0.1-0.5 s depending on machine load. Measured: 1.5-2.7 s
+of evaluation per peer run in total, the same order as ours. Ours evaluates every `eval_every`
+vector steps of its own config (when written: 32 x 64 envs = 2,048 env steps), its trainer's own
+choice, counted in its time just the same. Finer peer cadence only helps the peers: they can
+stop sooner after the policy becomes good.
+
+Usage (from the project root; run.sh installs benchmarks/requirements.txt on first use):
+    benchmarks/run.sh compare_peers --seeds 3
+    benchmarks/run.sh compare_peers --seeds 1 --contenders sb3_ppo
+    benchmarks/run.sh compare_peers --eval-episodes 20 --solve-rounds 1   # CPU-FACTS' looser rule
+Internal worker mode (one peer run, used by the parent):
+    python benchmarks/compare_peers.py --worker sb3_dqn --seed 0 --out FILE.json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
+PEERS = ("sb3_dqn", "sb3_ppo")
+MISSING_DEPS_MSG = ("compare_peers: torch / stable-baselines3 not installed; install with: "
+                    "benchmarks/run.sh compare_peers (installs benchmarks/requirements.txt)")
+
+# RL-Zoo (rl-baselines3-zoo, hyperparams/dqn.yml and ppo.yml) settings for CartPole-v1.
+# "lin_X" in the zoo means a schedule falling linearly from X to 0 over the step budget.
+DQN_ZOO: dict[str, Any] = {
+    "n_timesteps": 50_000, "n_envs": 1, "learning_rate": 2.3e-3, "batch_size": 64,
+    "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99,
+    "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128,
+    "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256],
+}
+PPO_ZOO: dict[str, Any] = {
+    "n_timesteps": 100_000, "n_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8,
+    "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0, "learning_rate": "lin_0.001",
+    "clip_range": "lin_0.2",
+}
+EVAL_EVERY_STEPS = {"sb3_dqn": 1024, "sb3_ppo": 1024}  # see the module docstring for why
+CONFIRM_EPISODES = 100
+CONFIRM_ROUND = 1_000_000  # round index reserved for the confirmation, far past any real round
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure bookkeeping (no torch, no SB3: unit-tested in tests/test_compare_peers.py)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class SolveTracker:
+    """The solve rule: `rounds_needed` passing evaluation rounds in a row.
+
+    The first time the streak reaches `rounds_needed`, the clock and the step count of that
+    round are frozen as the solve point; later rounds (if any) are still counted but cannot
+    move the solve point.
+    """
+    rounds_needed: int
+    consecutive: int = 0
+    rounds: int = 0
+    passed_rounds: int = 0
+    solved: bool = False
+    solve_env_steps: int | None = None
+    solve_wall_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds_needed < 1:
+            raise ValueError(f"rounds_needed must be >= 1, got {self.rounds_needed}")
+
+    def record(self, passed: bool, env_steps: int, wall_s: float) -> bool:
+        """Count one round; return True when this round is the one that solves."""
+        self.rounds += 1
+        self.passed_rounds += int(passed)
+        self.consecutive = self.consecutive + 1 if passed else 0
+        if not self.solved and self.consecutive >= self.rounds_needed:
+            self.solved, self.solve_env_steps, self.solve_wall_s = True, env_steps, wall_s
+            return True
+        return False
+
+
+@dataclass
+class EvalSchedule:
+    """Evaluate once each time the step counter crosses another multiple of `every`.
+
+    Step counters jump (by n_envs, or by a whole rollout), so 'crossed since last time' rather
+    than 'is an exact multiple' keeps the cadence right whatever the jump size.
+    """
+    every: int
+    next_at: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.next_at == 0:
+            self.next_at = self.every
+
+    def due(self, steps: int) -> bool:
+        if steps < self.next_at:
+            return False
+        # Skip multiples already passed so one big jump gives one round, not a burst.
+        self.next_at = (steps // self.every + 1) * self.every
+        return True
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """Episode seeds for one evaluation round: distinct per run seed and per round.
+
+    A round of E episodes uses seeds [base, base + E), so rounds are spaced wider than the
+    largest round we allow (10,000 episodes) to never replay an episode.
+    """
+    return 7_000_003 * (seed + 1) + 10_007 * round_index
+
+
+def interleaved_schedule(contenders: Sequence[str], seeds: Iterable[int]) -> list[tuple[str, int]]:
+    """ours s0, sb3_dqn s0, sb3_ppo s0, ours s1, ...: load spikes hit every contender alike."""
+    return [(c, s) for s in seeds for c in contenders]
+
+
+def median_time(values: Sequence[float | None], unsolved_as_inf: bool) -> float | None:
+    """Median seconds; unsolved runs (None) either dropped or counted as infinitely slow."""
+    xs = [math.inf if v is None else float(v) for v in values] if unsolved_as_inf \
+        else [float(v) for v in values if v is not None]
+    return statistics.median(xs) if xs else None
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator for medians that may be inf or missing; None when meaningless."""
+    if numerator is None or denominator is None or denominator <= 0 or math.isinf(denominator):
+        return None
+    return numerator / denominator  # inf / finite -> inf: a peer that never solved
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "n/a"
+    return "inf" if math.isinf(r) else f"{r:.1f}x"
+
+
+def fmt_num(v: float | int | None, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    if isinstance(v, int) or (isinstance(v, float) and digits == 0):
+        return f"{int(round(v)):,}"
+    return f"{v:.{digits}f}"
+
+
+@dataclass
+class RunResult:
+    """One (contender, seed) run as the tables need it; `extra` keeps the raw details."""
+    contender: str
+    seed: int
+    solved: bool
+    solve_wall_s: float | None = None
+    solve_env_steps: int | None = None
+    confirm_mean: float | None = None
+    confirm_at_500: int | None = None
+    confirm_episodes: int | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize(runs: Sequence[RunResult], contenders: Sequence[str],
+              baseline: str = "ours") -> list[dict[str, Any]]:
+    """Per-contender summary rows, with each contender's median time relative to `baseline`."""
+    rows: list[dict[str, Any]] = []
+    for c in contenders:
+        mine = [r for r in runs if r.contender == c]
+        if not mine:
+            continue
+        times = [r.solve_wall_s if r.solved else None for r in mine]
+        steps = [r.solve_env_steps for r in mine if r.solved and r.solve_env_steps is not None]
+        rows.append({
+            "contender": c, "runs": len(mine), "solved": sum(r.solved for r in mine),
+            "median_s_solved": median_time(times, unsolved_as_inf=False),
+            "median_s_inf": median_time(times, unsolved_as_inf=True),
+            "median_env_steps": statistics.median(steps) if steps else None,
+        })
+    base = next((row for row in rows if row["contender"] == baseline), None)
+    for row in rows:
+        row["ratio_vs_baseline"] = ratio(row["median_s_inf"], base["median_s_inf"]) if base else None
+        row["ratio_vs_baseline_solved_only"] = \
+            ratio(row["median_s_solved"], base["median_s_solved"]) if base else None
+    return rows
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 markdown: bool = False) -> str:
+    """Plain aligned text (first column left, the rest right) or a GitHub-markdown table."""
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    lines = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    return "\n".join(text.rstrip() for text in lines)
+
+
+RUN_HEADERS = ("contender", "seed", "solved", "s from start", "env steps", "confirm mean",
+               "confirm @500", "note")
+SUMMARY_HEADERS = ("contender", "solved", "median s (solved)", "median s (unsolved=inf)",
+                   "median env steps", "time vs ours")
+
+
+def run_rows(runs: Sequence[RunResult]) -> list[list[str]]:
+    return [[r.contender, str(r.seed), "yes" if r.solved else "no", fmt_num(r.solve_wall_s),
+             fmt_num(r.solve_env_steps, 0), fmt_num(r.confirm_mean),
+             f"{r.confirm_at_500}/{r.confirm_episodes}" if r.confirm_episodes else "-", r.note]
+            for r in runs]
+
+
+def summary_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[s["contender"], f"{s['solved']}/{s['runs']}", fmt_num(s["median_s_solved"]),
+             fmt_num(s["median_s_inf"]), fmt_num(s["median_env_steps"], 0),
+             fmt_ratio(s["ratio_vs_baseline"])] for s in summary]
+
+
+def ratio_lines(summary: Sequence[dict[str, Any]], baseline: str = "ours") -> list[str]:
+    """'sb3_dqn / ours = 5.3x' lines: median seconds, unsolved counted as infinitely slow."""
+    base = next((s for s in summary if s["contender"] == baseline), None)
+    if base is None:
+        return [f"(no ratios: '{baseline}' was not among the contenders)"]
+    out = []
+    for s in summary:
+        if s["contender"] == baseline:
+            continue
+        if base["median_s_inf"] is None or math.isinf(base["median_s_inf"]):
+            out.append(f"{s['contender']} / {baseline} = n/a ({baseline} unsolved in most runs)")
+            continue
+        out.append(f"{s['contender']} / {baseline} = {fmt_ratio(s['ratio_vs_baseline'])} "
+                   f"(median s, unsolved = inf; solved-only medians: "
+                   f"{fmt_ratio(s['ratio_vs_baseline_solved_only'])})")
+    return out
+
+
+def render_markdown(runs: Sequence[RunResult], summary: Sequence[dict[str, Any]],
+                    meta: dict[str, Any]) -> str:
+    rule = f"{meta['eval_episodes']} greedy episodes all 500, {meta['solve_rounds']} round(s) in a row"
+    return "\n".join([
+        "# compare_peers: time to solve CartPole-v1", "",
+        f"- started: {meta['started']}; command: `{meta['command']}`",
+        f"- solve rule: {rule}; seconds from process start; {meta['cpus']} CPUs; "
+        f"load average at start {meta['load_start']}, at end {meta.get('load_end')}",
+        f"- versions: {meta.get('versions', {})}", "",
+        "## Runs (in the order they ran)", "", format_table(RUN_HEADERS, run_rows(runs), True), "",
+        "## Summary", "", format_table(SUMMARY_HEADERS, summary_rows(summary), True), "",
+        *[f"- {line}" for line in ratio_lines(summary)], "",
+    ])
+
+
+def parse_contenders(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in names if c not in CONTENDERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown contender(s) {bad or text!r}; choose from {','.join(CONTENDERS)}")
+    return list(dict.fromkeys(names))  # keep order, drop repeats
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Time-to-solve CartPole-v1 from process start: ours vs SB3 DQN and PPO "
+                    "(RL-Zoo hyperparameters), same solve rule and evaluation code for all.")
+    p.add_argument("--seeds", type=positive_int, default=3, help="Seeds per contender (0..N-1).")
+    p.add_argument("--first-seed", type=int, default=0, help="First seed (default 0).")
+    p.add_argument("--contenders", type=parse_contenders, default=list(CONTENDERS),
+                   help="Comma separated, from ours,sb3_dqn,sb3_ppo (default all three).")
+    p.add_argument("--eval-episodes", type=positive_int, default=64,
+                   help="Episodes per evaluation round; all must score 500 (default 64).")
+    p.add_argument("--solve-rounds", type=positive_int, default=3,
+                   help="Passing rounds in a row that count as solved (default 3).")
+    p.add_argument("--out", default=None, help="Results directory (default /tmp/compare_peers-<time>).")
+    p.add_argument("--our-args", default="", help='Extra flags for cartpole.py, e.g. "--lr 3e-3".')
+    p.add_argument("--timeout", type=positive_int, default=1800,
+                   help="Seconds before one run is killed and counted unsolved (default 1800).")
+    # Worker mode: one peer run in this fresh process, result written as JSON.
+    p.add_argument("--worker", choices=PEERS, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.eval_episodes > 10_000:
+        p.error("--eval-episodes is limited to 10000")
+    if args.worker and not args.out:
+        p.error("--worker needs --out FILE.json")  # in worker mode --out is the result file
+    if args.out is None:
+        args.out = f"/tmp/compare_peers-{time.strftime('%Y%m%d-%H%M%S')}"
+    return args
+
+
+def peer_deps_missing() -> bool:
+    return any(importlib.util.find_spec(m) is None for m in ("torch", "stable_baselines3"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker: one SB3 run in a fresh process
+# ------------------------------------------------------------------------------------------------
+def _seconds_since_start() -> Callable[[], float]:
+    try:
+        import psutil
+        t0 = psutil.Process().create_time()
+    except Exception:  # psutil is pinned; without it the clock would start late, so say so
+        print("compare_peers: psutil missing, timing from worker start", file=sys.stderr)
+        t0 = time.time()
+    return lambda: time.time() - t0
+
+
+def linear_schedule(start: float) -> Callable[[float], float]:
+    """The zoo's lin_X: SB3 passes progress_remaining, 1 at the start and 0 at the budget."""
+    return lambda progress_remaining: progress_remaining * start
+
+
+def zoo_value(value: Any) -> Any:
+    """A zoo setting as SB3 takes it: 'lin_X' becomes a linear schedule, anything else as is."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        return linear_schedule(float(value[len("lin_"):]))
+    return value
+
+
+def greedy_act(model: Any) -> Callable[[Any], Any]:
+    """Deterministic action of an SB3 DQN or PPO model: argmax Q for DQN (no epsilon), the
+    action distribution's mode for PPO; obs [n,4] float32 -> actions [n].
+
+    The same actions as `model.predict(obs, deterministic=True)` (tested on both algorithms
+    with the pinned SB3), minus its input checks and reshaping: ~80-100 us a call instead of
+    ~140-150 us here. Our agent acts through a cheap NumPy forward pass, so giving the peers
+    their cheapest greedy call keeps evaluation overhead from tilting the comparison.
+    """
+    import torch
+    policy = model.policy
+    policy.set_training_mode(False)
+
+    def act(obs: Any) -> Any:
+        with torch.inference_mode():
+            return policy._predict(torch.from_numpy(obs), deterministic=True).numpy()
+    return act
+
+
+def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> dict[str, Any]:
+    """Train one SB3 peer with the zoo settings until solved or out of budget; return the record.
+
+    Evaluation episodes use this module's own `round_seed`, not our trainer's seeds: each side
+    plays fresh, reproducible episodes drawn the same way, which is what the rule needs.
+    """
+    try:
+        import torch
+        # One intra-op thread before any torch work: the machine has 2 cores and other load.
+        torch.set_num_threads(1)
+        from stable_baselines3 import DQN, PPO
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.env_util import make_vec_env
+    except ImportError:
+        print(MISSING_DEPS_MSG, file=sys.stderr)
+        raise SystemExit(2)
+    since_start = _seconds_since_start()  # anchored at process start, so the imports count
+    sys.path.insert(0, str(ROOT))
+    import evaluation
+    import_s = since_start()
+
+    tracker = SolveTracker(solve_rounds)
+    schedule = EvalSchedule(EVAL_EVERY_STEPS[kind])
+    eval_log: list[dict[str, Any]] = []
+    eval_seconds = [0.0]
+
+    class SolveCallback(BaseCallback):
+        """Runs a round right after each training phase once 1,024 more steps have passed,
+        and stops learning at the next env step once solved."""
+
+        def evaluate_if_due(self) -> None:
+            steps = int(self.model.num_timesteps)
+            if tracker.solved or not schedule.due(steps):
+                return
+            ts = time.perf_counter()
+            res = evaluation.evaluate(greedy_act(self.model), eval_episodes,
+                                      seed=round_seed(seed, tracker.rounds), stop_at_failure=True)
+            eval_seconds[0] += time.perf_counter() - ts
+            tracker.record(res.passed, steps, since_start())
+            eval_log.append({"env_steps": steps, "wall_s": round(since_start(), 3),
+                             "passed": res.passed, **res.stats()})
+
+        def _on_rollout_start(self) -> None:
+            self.evaluate_if_due()
+
+        def _on_step(self) -> bool:
+            return not tracker.solved
+
+    env = make_vec_env("CartPole-v1", n_envs=(DQN_ZOO if kind == "sb3_dqn" else PPO_ZOO)["n_envs"],
+                       seed=seed)
+    if kind == "sb3_dqn":
+        z = DQN_ZOO
+        model = DQN("MlpPolicy", env, learning_rate=z["learning_rate"], batch_size=z["batch_size"],
+                    buffer_size=z["buffer_size"], learning_starts=z["learning_starts"],
+                    gamma=z["gamma"], target_update_interval=z["target_update_interval"],
+                    train_freq=z["train_freq"], gradient_steps=z["gradient_steps"],
+                    exploration_fraction=z["exploration_fraction"],
+                    exploration_final_eps=z["exploration_final_eps"],
+                    policy_kwargs={"net_arch": z["net_arch"]}, seed=seed, verbose=0, device="cpu")
+    else:
+        z = PPO_ZOO
+        model = PPO("MlpPolicy", env, n_steps=z["n_steps"], batch_size=z["batch_size"],
+                    gae_lambda=z["gae_lambda"], gamma=z["gamma"], n_epochs=z["n_epochs"],
+                    ent_coef=z["ent_coef"], learning_rate=zoo_value(z["learning_rate"]),
+                    clip_range=zoo_value(z["clip_range"]), seed=seed, verbose=0, device="cpu")
+    setup_s = since_start()
+    callback = SolveCallback()
+    model.learn(total_timesteps=z["n_timesteps"], callback=callback)
+    # The last training phase before the budget has no following rollout start: give it its round.
+    callback.evaluate_if_due()
+    end_s = since_start()
+
+    confirm: dict[str, Any] = {}
+    if tracker.solved:
+        res = evaluation.evaluate(greedy_act(model), CONFIRM_EPISODES,
+                                  seed=round_seed(seed, CONFIRM_ROUND))
+        confirm = res.stats()
+    env.close()
+    return {
+        "contender": kind, "seed": seed, "solved": tracker.solved,
+        "solve_wall_s": tracker.solve_wall_s, "solve_env_steps": tracker.solve_env_steps,
+        "confirm_mean_return": confirm.get("mean"), "confirm_at_500": confirm.get("at_500"),
+        "confirm_episodes": confirm.get("episodes"), "confirm_min_return": confirm.get("min"),
+        "eval_rounds": tracker.rounds, "passed_rounds": tracker.passed_rounds,
+        "eval_s": round(eval_seconds[0], 3), "import_s": round(import_s, 3),
+        "setup_done_s": round(setup_s, 3), "train_end_s": round(end_s, 3),
+        "total_env_steps": int(model.num_timesteps), "budget_env_steps": z["n_timesteps"],
+        "eval_every_env_steps": schedule.every, "hyperparameters": z,
+        "torch_threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__,
+                     "stable_baselines3": __import__("stable_baselines3").__version__},
+        "eval_log": eval_log,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Parent: schedule, launch, collect, report
+# ------------------------------------------------------------------------------------------------
+def _run_process(cmd: list[str], log_path: Path, timeout: int,
+                 env: dict[str, str]) -> tuple[int | None, float]:
+    """Run one fresh process with output to a log; return (exit code or None on timeout, wall s)."""
+    t = time.perf_counter()
+    with open(log_path, "w") as log:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env=env, timeout=timeout)
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    return code, time.perf_counter() - t
+
+
+def run_ours(seed: int, args: argparse.Namespace, out: Path) -> RunResult:
+    log_dir = out / "runs" / f"ours-s{seed}"
+    cmd = [sys.executable, str(ROOT / "cartpole.py"), "--seed", str(seed),
+           "--log-dir", str(log_dir), "--quiet", "--no-profile",
+           "--eval-episodes", str(args.eval_episodes), "--solve-rounds", str(args.solve_rounds),
+           *shlex.split(args.our_args)]
+    code, wall = _run_process(cmd, out / "logs" / f"ours-s{seed}.log", args.timeout,
+                              dict(os.environ))
+    summary_path = log_dir / "summary.json"
+    if not summary_path.is_file():
+        why = "timeout" if code is None else f"exit {code}, no summary.json"
+        return RunResult("ours", seed, False, note=why, extra={"cmd": cmd, "process_wall_s": wall})
+    s = json.loads(summary_path.read_text())
+    solved = bool(s.get("solved"))
+    return RunResult("ours", seed, solved, s.get("solve_wall_s") if solved else None,
+                     s.get("solve_env_steps") if solved else None, s.get("confirm_mean_return"),
+                     s.get("confirm_at_500"), s.get("confirm_episodes") or None,
+                     note="" if solved else f"unsolved (exit {s.get('exit_code', code)})",
+                     extra={"cmd": cmd, "process_wall_s": wall, "summary": s})
+
+
+def run_peer(kind: str, seed: int, args: argparse.Namespace, out: Path) -> RunResult:
+    result_path = out / "runs" / f"{kind}-s{seed}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--seed", str(seed),
+           "--out", str(result_path), "--eval-episodes", str(args.eval_episodes),
+           "--solve-rounds", str(args.solve_rounds)]
+    # Pin every thread pool too, not only torch's intra-op pool, so a peer uses one core.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code, wall = _run_process(cmd, out / "logs" / f"{kind}-s{seed}.log", args.timeout, env)
+    if code != 0 or not result_path.is_file():
+        why = "timeout" if code is None else f"worker exit {code} (see logs/{kind}-s{seed}.log)"
+        return RunResult(kind, seed, False, note=why, extra={"cmd": cmd, "process_wall_s": wall})
+    r = json.loads(result_path.read_text())
+    return RunResult(kind, seed, bool(r["solved"]), r["solve_wall_s"], r["solve_env_steps"],
+                     r["confirm_mean_return"], r["confirm_at_500"], r["confirm_episodes"],
+                     note="" if r["solved"] else f"unsolved in {r['budget_env_steps']:,} steps",
+                     extra={"cmd": cmd, "process_wall_s": wall,
+                            **{k: v for k, v in r.items() if k != "eval_log"}})
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def run_all(args: argparse.Namespace) -> int:
+    if any(c in PEERS for c in args.contenders) and peer_deps_missing():
+        print(MISSING_DEPS_MSG, file=sys.stderr)
+        return 2
+    if "ours" in args.contenders and not (ROOT / "cartpole.py").is_file():
+        print("compare_peers: cartpole.py not found in the project root", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if (out / "runs").is_dir() and any((out / "runs").iterdir()):
+        # An old summary.json there would be read as this run's result: never mix two runs.
+        print(f"compare_peers: {out} already holds results; pass a new --out", file=sys.stderr)
+        return 2
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
+        "eval_episodes": args.eval_episodes, "solve_rounds": args.solve_rounds,
+        "contenders": args.contenders,
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+        "our_args": args.our_args, "cpus": os.cpu_count(), "load_start": _load(),
+        "python": platform.python_version(), "eval_every_env_steps": EVAL_EVERY_STEPS,
+        "hyperparameters": {"sb3_dqn": DQN_ZOO, "sb3_ppo": PPO_ZOO},
+    }
+    schedule = interleaved_schedule(args.contenders, meta["seeds"])
+    print(f"compare_peers: {len(schedule)} runs, rule {args.eval_episodes} episodes x "
+          f"{args.solve_rounds} round(s); results in {out}", flush=True)
+    runs: list[RunResult] = []
+    for i, (contender, seed) in enumerate(schedule, 1):
+        load = _load()
+        r = run_ours(seed, args, out) if contender == "ours" else run_peer(contender, seed, args, out)
+        r.extra["load_before"] = load
+        runs.append(r)
+        if "versions" in r.extra:
+            meta.setdefault("versions", {}).update(r.extra["versions"])
+        print(f"[{i}/{len(schedule)}] {contender} s{seed}: "
+              f"{'solved in ' + fmt_num(r.solve_wall_s) + ' s' if r.solved else 'not solved'}"
+              f"{', ' + r.note if r.note else ''} (load {load})", flush=True)
+    meta["load_end"] = _load()
+    summary = summarize(runs, args.contenders)
+
+    print("\nPer run (seconds from process start to solve):")
+    print(format_table(RUN_HEADERS, run_rows(runs)))
+    print("\nSummary:")
+    print(format_table(SUMMARY_HEADERS, summary_rows(summary)))
+    for line in ratio_lines(summary):
+        print(line)
+    (out / "results.json").write_text(json.dumps(
+        {"meta": meta, "runs": [asdict(r) for r in runs], "summary": summary},
+        indent=2, default=str))
+    (out / "results.md").write_text(render_markdown(runs, summary, meta))
+    print(f"\nwrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        result = run_worker(args.worker, args.seed, args.eval_episodes, args.solve_rounds)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        return 0
+    return run_all(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
