@@ -172,7 +172,9 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
     """
     layout = TransitionLayout(agent.obs_size)
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=False, input_signature=[
+    # autograph=False: we write tf.while_loop explicitly, and AutoGraph's source transpiling was
+    # ~80% of the trace time (0.6 of 0.86 s here).
+    @tf.function(jit_compile=jit_compile, autograph=False, input_signature=[
         tf.TensorSpec([None, layout.width], tf.float32),
         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)])
     def store_and_learn(chunk: tf.Tensor, n_learn: tf.Tensor, beta: tf.Tensor) -> LearnStats:
