@@ -133,6 +133,9 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
 
     t = time.time()
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
     # No tf.config.experimental.enable_op_determinism(): it doubled the XLA step time here, and
     # is not needed on the CPU because every scatter we issue is order-independent (unique ring
     # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.

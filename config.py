@@ -53,10 +53,10 @@ class TrainConfig:
     tau: float = field(default=0.06, metadata=_opt(
         "Soft target update rate per learning step, in (0, 1]."))
     batch_size: int = field(default=1024, metadata=_opt("Replay batch size per learning step."))
-    lr: float = field(default=3e-3, metadata=_opt("Initial Adam learning rate."))
-    lr_final: float = field(default=3e-4, metadata=_opt(
+    lr: float = field(default=5e-3, metadata=_opt("Initial Adam learning rate."))
+    lr_final: float = field(default=1e-3, metadata=_opt(
         "Learning rate after linear decay (kept as the floor afterwards)."))
-    lr_decay_steps: int = field(default=4000, metadata=_opt(
+    lr_decay_steps: int = field(default=20_000, metadata=_opt(
         "Learning steps over which the learning rate decays from --lr to --lr-final."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
@@ -88,12 +88,15 @@ class TrainConfig:
     xla_cache: bool = field(default=True, metadata=_opt(
         "Keep compiled XLA programs in ~/.cache/cartpole/xla (or $CARTPOLE_XLA_CACHE) so later "
         "runs of the same configuration skip most of the ~1 s compile."))
+    threads: int = field(default=1, metadata=_opt(
+        "TensorFlow intra- and inter-op threads (0 = TensorFlow's default). One thread measured "
+        "~18% faster per learning step on the 2-core CPU: the loop is sequential anyway."))
     mixed_precision: str = field(default="auto", metadata=_opt(
         "mixed_float16 with loss scaling: auto (on only with a GPU), on, off.",
         choices=("auto", "on", "off")))
 
     # --- evaluation and stopping ----------------------------------------------------------
-    eval_every: int = field(default=32, metadata=_opt(
+    eval_every: int = field(default=16, metadata=_opt(
         "Vector steps between greedy evaluation rounds on standard CartPole-v1."))
     eval_episodes: int = field(default=64, metadata=_opt(
         "Episodes per evaluation round; all must score 500 for the round to pass."))
@@ -143,7 +146,7 @@ class TrainConfig:
         in_range("tau", 0.0, 1.0, lo_open=True)
         for name in ("alpha", "beta_start", "beta_final", "eps_start", "eps_final"):
             in_range(name, 0.0, 1.0)
-        for name in ("confirm_episodes", "keep_training", "learning_starts"):
+        for name in ("confirm_episodes", "keep_training", "learning_starts", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         # Sensible ceilings: beyond these a run would spend its life evaluating or run out of memory.

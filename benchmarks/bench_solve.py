@@ -1,0 +1,98 @@
+"""Time-to-solve over many seeds, each in a fresh process, from process start.
+
+    benchmarks/run.sh bench_solve --seeds 20 [--cold] [--workers 1] [--args "--hidden 12,12"]
+
+Runs `cartpole.py` once per seed through the multi-seed runner (one at a time by default, so
+runs never share the two cores), then prints per seed: solved, seconds from process start, env
+and learning steps, and the fixed start-up cost ("floor": import + setup + first call, i.e.
+trace and XLA compile) read from each run's timings.json; then median and IQM with 95%
+bootstrap intervals, and the median time-to-solve minus the floor.
+
+`--cold` runs with `--no-xla-cache`, so every run compiles from scratch as on a fresh machine;
+without it, runs after the first of a configuration load the compiled program from the cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import multiseed  # noqa: E402
+
+FLOOR_PARTS = ("import", "setup", "first_call_trace_compile")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="runs at a time (1 = no core sharing)")
+    p.add_argument("--cold", action="store_true", help="no XLA compile cache (fresh machine)")
+    p.add_argument("--args", default="", help="extra training flags, e.g. \"--hidden 12,12\"")
+    p.add_argument("--out", default=None, help="log dir (default: a new temp dir)")
+    a = p.parse_args(argv)
+    out = Path(a.out or tempfile.mkdtemp(prefix="bench_solve-"))
+    train_args = ["--no-profile", *shlex.split(a.args)] + (["--no-xla-cache"] if a.cold else [])
+    seeds = list(range(a.first_seed, a.first_seed + a.seeds))
+    print(f"bench_solve: {len(seeds)} seeds, workers {a.workers}, "
+          f"{'cold (no XLA cache)' if a.cold else 'XLA cache on'}, flags: {' '.join(train_args)}")
+    print(f"logs: {out}")
+    t = time.time()
+    multiseed.run_seeds(seeds, out, train_args, workers=a.workers, quiet=True)
+    report = multiseed.write_report(out)
+
+    rows, floors = [], []
+    print(f"\n{'seed':>4} {'solved':>6} {'s from start':>12} {'env steps':>10} {'learn steps':>11} "
+          f"{'floor s':>8} {'import':>6} {'compile':>7} {'learn s':>7} {'eval s':>6} {'peak MB':>7}")
+    for seed in seeds:
+        d = multiseed.seed_dir(out, seed)
+        try:
+            s = json.loads((d / "summary.json").read_text())
+            tm = json.loads((d / "timings.json").read_text())["seconds"]
+        except (OSError, ValueError):
+            print(f"{seed:>4} {'crash':>6}  (see {d / 'output.log'})")
+            continue
+        floor = sum(tm.get(k, 0.0) for k in FLOOR_PARTS)
+        floors.append(floor)
+        rows.append(s)
+        fmt = (lambda v, f: format(v, f) if v is not None else "-")
+        print(f"{seed:>4} {'yes' if s['solved'] else 'NO':>6} {fmt(s['solve_wall_s'], '12.2f')} "
+              f"{fmt(s['solve_env_steps'], '10,')} {fmt(s['solve_learn_steps'], '11,')} "
+              f"{floor:8.2f} {tm.get('import', 0):6.2f} {tm.get('first_call_trace_compile', 0):7.2f} "
+              f"{tm.get('store_and_learn', 0):7.2f} {tm.get('eval', 0):6.2f} {s['peak_rss_mb']:7.0f}")
+
+    st = report["solve_wall_s"]
+    steps = report["solve_env_steps"]
+    succ = report["success"]
+    print(f"\nsolved {succ['solved']}/{len(seeds)}")
+
+    def est(e: dict, unit: str, fmt: str) -> str:
+        if e["value"] is None:
+            return "-"
+        ci = (f" [{format(e['ci_low'], fmt)}, {format(e['ci_high'], fmt)}]"
+              if e["ci_low"] is not None else "")
+        return f"{format(e['value'], fmt)}{unit}{ci}"
+
+    print(f"time to solve (s from process start): median {est(st['median'], ' s', '.2f')}, "
+          f"IQM {est(st['iqm'], ' s', '.2f')}  (95% bootstrap CI; {st['n']} solved seeds)")
+    print(f"env steps to solve: median {est(steps['median'], '', ',.0f')}, "
+          f"IQM {est(steps['iqm'], '', ',.0f')}")
+    solved_times = [r["solve_wall_s"] for r in rows if r["solved"]]
+    if floors and solved_times:
+        print(f"floor (import + setup + first call) median {np.median(floors):.2f} s; "
+              f"median time to solve minus floor {np.median(solved_times) - np.median(floors):.2f} s")
+    print(f"benchmark wall time {time.time() - t:.0f} s")
+    return 0 if succ["solved"] == len(seeds) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
