@@ -14,7 +14,6 @@ tree's sampling and update, which is where most of its time would otherwise go.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from tf_import import import_tensorflow
@@ -23,6 +22,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from collection import ChunkLayout  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 
 RewardFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -36,43 +36,6 @@ def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
     layers += [keras.layers.Dense(w, activation="relu", dtype=dtype_policy) for w in hidden]
     layers.append(keras.layers.Dense(num_actions, dtype="float32"))
     return keras.Sequential(layers, name=name)
-
-
-def linear_schedule(start: float, end: float, steps: int, t: float) -> float:
-    """Linear from `start` to `end` over `steps`, then held at `end`."""
-    frac = min(max(t / steps, 0.0), 1.0)
-    return start + (end - start) * frac
-
-
-@dataclass(frozen=True)
-class TransitionLayout:
-    """Column layout of the packed float32 transition array the trainer hands to TensorFlow:
-    obs | action | next_obs | terminated | valid. Packing makes it one conversion per call."""
-    obs_size: int
-
-    @property
-    def width(self) -> int:
-        return 2 * self.obs_size + 3
-
-    @property
-    def obs(self) -> slice:
-        return slice(0, self.obs_size)
-
-    @property
-    def action(self) -> int:
-        return self.obs_size
-
-    @property
-    def next_obs(self) -> slice:
-        return slice(self.obs_size + 1, 2 * self.obs_size + 1)
-
-    @property
-    def terminated(self) -> int:
-        return 2 * self.obs_size + 1
-
-    @property
-    def valid(self) -> int:
-        return 2 * self.obs_size + 2
 
 
 class LearnStats(NamedTuple):
@@ -170,7 +133,7 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
     Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
     for the whole run; `beta` and `n_learn` are tensors so their changing values never retrace.
     """
-    layout = TransitionLayout(agent.obs_size)
+    layout = ChunkLayout(agent.obs_size)
 
     # autograph=False: we write tf.while_loop explicitly, and AutoGraph's source transpiling was
     # ~80% of the trace time (0.6 of 0.86 s here).

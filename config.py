@@ -188,6 +188,12 @@ class TrainConfig:
         return cls(**d)
 
 
+def linear_schedule(start: float, end: float, steps: int, t: float) -> float:
+    """Linear from `start` to `end` over `steps`, then held at `end` (epsilon, beta)."""
+    frac = min(max(t / steps, 0.0), 1.0)
+    return start + (end - start) * frac
+
+
 def parse_hidden(value: Any) -> tuple[int, ...]:
     """'64,64' or [64, 64] -> (64, 64), with a one-line error for anything else."""
     if isinstance(value, str):

@@ -33,7 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from typing import Callable
 
-import tensorflow as tf
+from tf_import import import_tensorflow
+
+tf = import_tensorflow()
 
 # gymnasium's CartPole termination thresholds (cart position in metres, pole angle in rad).
 X_LIMIT: float = 2.4

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Train (or evaluate, or run many seeds): sets up .venv on first use, then runs cartpole.py with
-# every argument passed through.  Example: ./run_cartpole_training.sh --log-dir runs/exp1 --graphics
+# Train (or evaluate, resume, run many seeds, sweep): sets up .venv on first use, then runs
+# cartpole.py with every argument passed through.
+#   ./run_cartpole_training.sh --log-dir runs/exp1 --graphics
+# Ray (requirements-sweep.txt) is installed only when a --sweep is asked for.
 set -euo pipefail
 cd "$(dirname "$0")"
-source ./setup_env.sh requirements.txt
+reqs=(requirements.txt)
+case " $* " in *" --sweep "*|*" --sweep="*) reqs+=(requirements-sweep.txt) ;; esac
+source ./setup_env.sh "${reqs[@]}"
 exec "$CARTPOLE_PY" cartpole.py "$@"

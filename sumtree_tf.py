@@ -59,7 +59,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
+from tf_import import import_tensorflow
+
+tf = import_tensorflow()
 
 __all__ = ["SumTree", "PrioritizedReplayBuffer", "ReplayBatch"]
 

@@ -9,10 +9,14 @@ broken install, a real CUDA failure on a GPU machine) still reaches the user.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import platform
 import re
 import sys
 import tempfile
+from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,14 +26,39 @@ BENIGN = re.compile(
     r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
     r"TF-TRT Warning|This TensorFlow binary is optimized|To enable the following instructions|"
     r"disabling MLIR crash reproducer|XLA service .* initialized|StreamExecutor \[|"
-    r"Compiled cluster using XLA")
+    r"Compiled cluster using XLA|"
+    # XLA's persistent cache: it first tries to parse each entry as text, then reads it as
+    # binary; and it flags the tuning hints +prefer-no-scatter/+prefer-no-gather, which are not
+    # instruction sets, as "not supported on the host". Other feature mismatches still show.
+    r"Error parsing text-format tensorflow\.XlaSerializedCacheEntry|"
+    r"Target machine feature \+prefer-no-(scatter|gather) is not\s+supported on the host")
 
 _tf = None
 
 
+def _machine_key() -> str:
+    """TensorFlow version + a hash of this CPU's feature flags: a compiled program is only ever
+    reused on the kind of CPU it was compiled for (a shared home directory must never hand an
+    AVX-512 program to a CPU without it)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    digest = hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "unknown"
+    return f"tf{tf_version}-{digest}"
+
+
 def default_xla_cache_dir() -> str:
-    return os.environ.get("CARTPOLE_XLA_CACHE",
+    base = os.environ.get("CARTPOLE_XLA_CACHE",
                           os.path.join(os.path.expanduser("~"), ".cache", "cartpole", "xla"))
+    return os.path.join(base, _machine_key())
 
 
 def enable_xla_cache(directory: str | None = None) -> str | None:
@@ -54,24 +83,32 @@ def enable_xla_cache(directory: str | None = None) -> str | None:
     return directory
 
 
-def import_tensorflow():
-    """Return the tensorflow module, imported quietly once; list GPUs while still quiet."""
-    global _tf
-    if _tf is not None:
-        return _tf
+@contextlib.contextmanager
+def benign_native_stderr_hidden() -> Iterator[None]:
+    """Point fd 2 at a temporary file inside the block, then replay all but the benign lines."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow as tf
-            tf.config.list_physical_devices("GPU")  # triggers the cuInit probe now, not later
+            yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-        capture.seek(0)
-        for line in capture.read().decode(errors="replace").splitlines():
-            if line.strip() and not BENIGN.search(line):
-                print(line, file=sys.stderr)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not BENIGN.search(line):
+                    print(line, file=sys.stderr)
+
+
+def import_tensorflow():
+    """Return the tensorflow module, imported quietly once; list GPUs while still quiet."""
+    global _tf
+    if _tf is not None:
+        return _tf
+    with benign_native_stderr_hidden():
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # triggers the cuInit probe now, not later
     _tf = tf
     return tf

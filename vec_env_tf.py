@@ -43,7 +43,9 @@ from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
-import tensorflow as tf
+from tf_import import import_tensorflow
+
+tf = import_tensorflow()
 
 # Column layout of the packed float32 array converted to TensorFlow once per step, for
 # an observation of size O:  [0, O) observation | O reward | O+1 terminated |

@@ -12,8 +12,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from agent import (DoubleDQNAgent, TransitionLayout, linear_schedule,  # noqa: E402
-                   make_store_and_learn)
+from agent import DoubleDQNAgent, make_store_and_learn  # noqa: E402
+from collection import ChunkLayout as TransitionLayout  # noqa: E402
+from config import linear_schedule  # noqa: E402
 from evaluation import NumpyQNetwork  # noqa: E402
 from rewards import get_reward_fn  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
