@@ -50,8 +50,7 @@ class DoubleDQNAgent(tf.Module):
     Truncated episodes bootstrap (their `done` is 0); only termination cuts the return."""
 
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (64, 64),
-                 gamma: float = 0.998, tau: float = 0.06, lr: float = 3e-3, lr_final: float = 3e-4,
-                 lr_decay_steps: int = 4000, huber_delta: float = 1.0, clip_norm: float = 10.0,
+                 gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
@@ -61,9 +60,10 @@ class DoubleDQNAgent(tf.Module):
         self.online = build_q_network(obs_size, num_actions, hidden, policy, "online")
         self.target = build_q_network(obs_size, num_actions, hidden, policy, "target")
         self.target.set_weights(self.online.get_weights())
-        self.lr_schedule = keras.optimizers.schedules.PolynomialDecay(
-            lr, lr_decay_steps, lr_final, power=1.0)
-        optimizer = keras.optimizers.Adam(self.lr_schedule, global_clipnorm=clip_norm)
+        # A plain float: the trainer sets the value before each call from its own schedule
+        # (linear decay, then a lower floor once solved), which a Keras schedule keyed only on
+        # the step count could not express.
+        optimizer = keras.optimizers.Adam(lr, global_clipnorm=clip_norm)
         if mixed_precision:
             # Loss scaling keeps small float16 gradients from flushing to zero; it unscales before
             # the inner optimizer clips and applies, and skips steps whose gradients overflow.
@@ -108,8 +108,11 @@ class DoubleDQNAgent(tf.Module):
         return [np.asarray(w) for w in self.online.get_weights()]
 
     def learning_rate(self) -> float:
-        it = self.optimizer.iterations
-        return float(self.lr_schedule(it))
+        return float(np.asarray(self.optimizer.learning_rate))
+
+    def set_learning_rate(self, value: float) -> None:
+        """Assign the optimizer's learning-rate variable (also inside a loss-scale optimizer)."""
+        self.optimizer.learning_rate.assign(value)
 
     def checkpoint_variables(self) -> dict[str, list]:
         """Plain tf.Variables for tf.train.Checkpoint. Keras 3 models do not restore into a fresh

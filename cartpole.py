@@ -148,8 +148,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
         buffer = PrioritizedReplayBuffer(cfg.buffer_size, env.observation_size, alpha=cfg.alpha,
                                          seed=cfg.seed + 1)
         agent = DoubleDQNAgent(env.observation_size, env.num_actions, cfg.hidden, gamma=cfg.gamma,
-                               tau=cfg.tau, lr=cfg.lr, lr_final=cfg.lr_final,
-                               lr_decay_steps=cfg.lr_decay_steps, huber_delta=cfg.huber_delta,
+                               tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta,
                                clip_norm=cfg.clip_norm, mixed_precision=mixed)
         store_and_learn = make_store_and_learn(agent, buffer, get_reward_fn(cfg.reward),
                                                cfg.batch_size, jit_compile=xla)
@@ -187,6 +186,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     last_csv_flush = last_ckpt_time = session_start
     last_ckpt_steps = prog.env_steps
     first_call = True
+    current_lr = None
     stop_reason = ""
     post_solve_target = None
 
@@ -227,6 +227,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
             ts = time.perf_counter()
             n_learn = cfg.learn_steps_per_call if prog.env_steps >= cfg.learning_starts else 0
             beta = linear_schedule(cfg.beta_start, cfg.beta_final, cfg.beta_steps, prog.learn_steps)
+            lr = cfg.learning_rate(prog.learn_steps, prog.solved)
+            if lr != current_lr:
+                agent.set_learning_rate(lr)
+                current_lr = lr
             args = (tf.convert_to_tensor(chunk.reshape(-1, layout.width)),
                     tf.constant(n_learn, tf.int32), tf.constant(beta, tf.float32))
             if first_call:  # XLA compiles (or loads from its cache) here, with native log lines
@@ -258,7 +262,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
             elapsed = time.time() - session_start
             prog.metrics_rows.append({
                 "wall_s": wall(), "env_steps": prog.env_steps, "learn_steps": prog.learn_steps,
-                "epsilon": eps, "lr": agent.learning_rate() if n_learn else cfg.lr, "beta": beta,
+                "epsilon": eps, "lr": lr, "beta": beta,
                 "loss": loss if n_learn else None, "mean_q": float(stats.mean_q) if n_learn else None,
                 "episodes": prog.episodes,
                 "train_return_mean": float(np.mean(returns)) if len(returns) else None,

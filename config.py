@@ -58,6 +58,9 @@ class TrainConfig:
         "Learning rate after linear decay (kept as the floor afterwards)."))
     lr_decay_steps: int = field(default=20_000, metadata=_opt(
         "Learning steps over which the learning rate decays from --lr to --lr-final."))
+    lr_solved: float | None = field(default=None, metadata=_opt(
+        "Learning rate from the moment the task is solved (with --keep-training); default: "
+        "--lr-final. A lower value guards against DQN's collapse after solving."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -118,6 +121,12 @@ class TrainConfig:
         "Also checkpoint when this many seconds have passed since the last one."))
 
     # ------------------------------------------------------------------------------------------
+    def learning_rate(self, learn_steps: int, solved: bool) -> float:
+        """Linear decay from lr to lr_final over lr_decay_steps; lr_solved once solved."""
+        if solved:
+            return self.lr_final if self.lr_solved is None else self.lr_solved
+        return linear_schedule(self.lr, self.lr_final, self.lr_decay_steps, learn_steps)
+
     @property
     def learn_steps_per_call(self) -> int:
         return max(1, round(self.train_every * self.learn_ratio))
@@ -140,6 +149,8 @@ class TrainConfig:
                      "eval_every", "eval_episodes", "solve_rounds", "max_env_steps",
                      "checkpoint_every", "checkpoint_seconds"):
             positive(name)
+        if self.lr_solved is not None and not 0 <= self.lr_solved <= self.lr:
+            raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
         if self.lr_final < 0 or self.lr_final > self.lr:
             raise ConfigError(f"--lr-final must be in [0, --lr={self.lr}], got {self.lr_final}")
         in_range("gamma", 0.0, 1.0, hi_open=True)

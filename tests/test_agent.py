@@ -80,13 +80,23 @@ def test_linear_schedules():
     assert linear_schedule(1.0, 0.01, 300, 10_000) == pytest.approx(0.01)
 
 
-def test_learning_rate_decays_linearly_to_floor():
-    agent = small_agent(lr=1e-2, lr_final=1e-3, lr_decay_steps=100)
-    assert agent.learning_rate() == pytest.approx(1e-2)
-    agent.optimizer.iterations.assign(50)
-    assert agent.learning_rate() == pytest.approx(5.5e-3)
-    agent.optimizer.iterations.assign(1000)
-    assert agent.learning_rate() == pytest.approx(1e-3)
+def test_learning_rate_schedule_decays_then_drops_when_solved():
+    from config import TrainConfig
+    cfg = TrainConfig(lr=1e-2, lr_final=1e-3, lr_decay_steps=100, lr_solved=1e-4)
+    assert cfg.learning_rate(0, solved=False) == pytest.approx(1e-2)
+    assert cfg.learning_rate(50, solved=False) == pytest.approx(5.5e-3)
+    assert cfg.learning_rate(1000, solved=False) == pytest.approx(1e-3)
+    assert cfg.learning_rate(50, solved=True) == pytest.approx(1e-4)
+    assert TrainConfig(lr_final=2e-3).learning_rate(10, solved=True) == pytest.approx(2e-3)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_set_learning_rate_reaches_the_optimizer(mixed):
+    agent = small_agent(mixed_precision=mixed, lr=1e-2)
+    agent.set_learning_rate(2.5e-4)
+    assert agent.learning_rate() == pytest.approx(2.5e-4)
+    inner = agent.optimizer.inner_optimizer if mixed else agent.optimizer
+    assert float(np.asarray(inner.learning_rate)) == pytest.approx(2.5e-4)
 
 
 def _fill_chunk(n: int, rng: np.random.Generator) -> np.ndarray:
