@@ -1,5 +1,6 @@
-"""Tests of sweep.py: spec parsing and validation, trial expansion, ranking and statistics, the
-report files, and one small real Ray Tune sweep with a fast stand-in for the trainer.
+"""Tests of sweep.py, sweep_spec.py and sweep_report.py: spec parsing and validation, trial
+expansion, ranking and statistics, the report files, and one small real Ray Tune sweep with a
+fast stand-in for the trainer.
 
 The stand-in (`fake_train`) lives at module level so Ray's workers can import it by name (the
 sweep puts this directory on their PYTHONPATH). Its behaviour is keyed on the trial's learning
@@ -22,6 +23,8 @@ import pytest
 
 import run_log
 import sweep
+import sweep_report
+import sweep_spec
 from config import TrainConfig
 
 #: Spec files need PyYAML, which comes with requirements-sweep.txt (not the trainer's own).
@@ -78,7 +81,7 @@ def write_spec(tmp_path: Path, text: str) -> str:
 # ------------------------------------------------------------------------------------------------
 @needs_yaml
 def test_parse_full_spec_and_expand(tmp_path: Path) -> None:
-    spec = sweep.load_spec(write_spec(tmp_path, """
+    spec = sweep_spec.load_spec(write_spec(tmp_path, """
         name: demo
         search_space:
           lr: {grid: [1e-3, 3.0e-3]}        # 1e-3 is a string to PyYAML; still accepted
@@ -98,7 +101,7 @@ def test_parse_full_spec_and_expand(tmp_path: Path) -> None:
     assert spec.fields == ["lr", "hidden", "batch_size", "reward"]
     assert [d.name for d in spec.varying] == ["lr", "hidden"]
     assert spec.scheduler == "asha" and (spec.grace_period, spec.max_t) == (4, 50)
-    trials = sweep.expand_trials(spec)
+    trials = sweep_spec.expand_trials(spec)
     assert len(trials) == 2 * 2 * 3
     # Seeds are innermost: a configuration's seeds are consecutive and share every value.
     first = trials[:3]
@@ -109,7 +112,7 @@ def test_parse_full_spec_and_expand(tmp_path: Path) -> None:
                                    "reward": "shaped", "max_env_steps": 100000,
                                    "max_seconds": 90.0, "seed": 0}
     assert len({t.name for t in trials}) == len(trials)
-    cfg = sweep.config_from_overrides(trials[-1].overrides).validate()
+    cfg = sweep_spec.config_from_overrides(trials[-1].overrides).validate()
     assert cfg.hidden == (64, 64) and cfg.lr == 0.003 and cfg.seed == 2 and cfg.max_seconds == 90.0
 
 
@@ -118,8 +121,8 @@ def test_random_sampling_is_reproducible_and_shared_across_seeds() -> None:
                             "batch_size": {"choice": [256, 1024]},
                             "learning_starts": {"uniform": [500, 2000]}, "gamma": {"grid": [0.99, 0.998]}},
            "num_samples": 3, "seeds": [7, 8], "sample_seed": 11}
-    a = sweep.expand_trials(sweep.parse_spec(raw))
-    b = sweep.expand_trials(sweep.parse_spec(raw))
+    a = sweep_spec.expand_trials(sweep_spec.parse_spec(raw))
+    b = sweep_spec.expand_trials(sweep_spec.parse_spec(raw))
     assert [t.params for t in a] == [t.params for t in b]
     assert len(a) == 3 * 2 * 2
     for t0, t1 in zip(a[::2], a[1::2]):  # the two seeds of each configuration
@@ -128,7 +131,7 @@ def test_random_sampling_is_reproducible_and_shared_across_seeds() -> None:
         assert 5e-4 <= t.params["lr"] <= 5e-3
         assert t.params["batch_size"] in (256, 1024)
         assert isinstance(t.params["learning_starts"], int)  # int field: draws are rounded
-    other = sweep.expand_trials(sweep.parse_spec({**raw, "sample_seed": 12}))
+    other = sweep_spec.expand_trials(sweep_spec.parse_spec({**raw, "sample_seed": 12}))
     assert [t.params for t in other] != [t.params for t in a]
 
 
@@ -177,7 +180,7 @@ def test_random_sampling_is_reproducible_and_shared_across_seeds() -> None:
 ])
 def test_bad_specs_give_one_line_value_errors(raw: Any, fragment: str) -> None:
     with pytest.raises(ValueError) as info:
-        sweep.expand_trials(sweep.parse_spec(raw))
+        sweep_spec.expand_trials(sweep_spec.parse_spec(raw))
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
@@ -187,9 +190,9 @@ def test_bad_specs_give_one_line_value_errors(raw: Any, fragment: str) -> None:
 @needs_yaml
 def test_yaml_and_file_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(sweep.SweepError, match=r"invalid YAML at line 2, column 12: mapping values"):
-        sweep.load_spec(write_spec(tmp_path, "search_space:\n  lr: 0.001: 2\n"))
+        sweep_spec.load_spec(write_spec(tmp_path, "search_space:\n  lr: 0.001: 2\n"))
     with pytest.raises(sweep.SweepError, match="cannot read sweep spec"):
-        sweep.load_spec(str(tmp_path / "missing.yaml"))
+        sweep_spec.load_spec(str(tmp_path / "missing.yaml"))
 
 
 @needs_yaml
@@ -214,7 +217,7 @@ def test_missing_yaml_gives_install_hint(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "yaml", None)
     (tmp_path / "spec.yaml").write_text("search_space: {lr: 0.001}\n")
     with pytest.raises(sweep.SweepError, match="PyYAML is not installed: pip install -r requirements-sweep.txt"):
-        sweep.load_spec(tmp_path / "spec.yaml")
+        sweep_spec.load_spec(tmp_path / "spec.yaml")
 
 
 def test_unreachable_cluster_fails_fast_in_one_line() -> None:
@@ -238,8 +241,8 @@ def test_cli_reports_a_bad_spec_in_one_line_with_exit_2(tmp_path: Path) -> None:
 @needs_yaml
 def test_example_specs_parse() -> None:
     root = Path(sweep.__file__).resolve().parent / "examples"
-    small = sweep.expand_trials(sweep.load_spec(root / "sweep_small.yaml"))
-    grid16 = sweep.expand_trials(sweep.load_spec(root / "sweep_grid16.yaml"))
+    small = sweep_spec.expand_trials(sweep_spec.load_spec(root / "sweep_small.yaml"))
+    grid16 = sweep_spec.expand_trials(sweep_spec.load_spec(root / "sweep_grid16.yaml"))
     assert len(small) == 4 and len(grid16) == 16
 
 
@@ -286,16 +289,16 @@ def test_ranking_solved_by_time_then_unsolved_by_best_eval_then_failed() -> None
     rows = [_row("slow", 0, solved=True, t=9.0, best=500), _row("fast", 1, solved=True, t=4.0, best=500),
             _row("weak", 2, best=80.0), _row("failed", 3, status="failed", best=450.0),
             _row("strong", 4, status="stopped-early", best=300.0), _row("empty", 5, best=None)]
-    assert [r["trial"] for r in sweep.rank_trials(rows)] == ["fast", "slow", "strong", "weak",
+    assert [r["trial"] for r in sweep_report.rank_trials(rows)] == ["fast", "slow", "strong", "weak",
                                                             "empty", "failed"]
 
 
 def test_config_statistics_rank_success_rate_first() -> None:
-    spec = sweep.parse_spec({"search_space": {"lr": {"grid": [0.001, 0.002]}}, "seeds": 4})
+    spec = sweep_spec.parse_spec({"search_space": {"lr": {"grid": [0.001, 0.002]}}, "seeds": 4})
     rows = ([_row(f"a{i}", 0, solved=True, t=t, best=500) for i, t in enumerate([10, 12, 14, 30])]
             + [_row("b0", 1, solved=True, t=2.0, best=500), _row("b1", 1, solved=True, t=3.0, best=500),
                _row("b2", 1, best=200), _row("b3", 1, status="failed")])
-    a, b = sweep.summarize_configs(rows, spec)
+    a, b = sweep_report.summarize_configs(rows, spec)
     assert a["config"] == 0 and a["success_rate"] == 1.0 and a["median"] == 13.0
     assert a["iqm"] == pytest.approx(13.0)  # 25% trimmed from each end of [10, 12, 14, 30]
     assert b["solved"] == 2 and b["ran"] == 4 and b["failed"] == 1
@@ -303,24 +306,24 @@ def test_config_statistics_rank_success_rate_first() -> None:
 
 
 def test_reports_render_from_rows(tmp_path: Path) -> None:
-    spec = sweep.parse_spec({"search_space": {"lr": {"grid": [0.001, 0.002]}, "hidden": "64,64"},
+    spec = sweep_spec.parse_spec({"search_space": {"lr": {"grid": [0.001, 0.002]}, "hidden": "64,64"},
                              "seeds": 2})
-    trials = sweep.expand_trials(spec)
+    trials = sweep_spec.expand_trials(spec)
     metrics = [{"final": True, "status": "ok", "solved": True, "solve_wall_s": 5.0,
                 "solve_env_steps": 9000, "best_eval_mean": 500.0},
                {"final": True, "status": "failed", "error": "TrainingFault: NaN", "best_eval_mean": None},
                {"eval_round": 3, "eval_mean": 40.0, "best_eval_mean": 41.0, "final": False},
                None]
-    rows = [sweep.result_row(t, m, None, str(tmp_path), "asha") for t, m in zip(trials, metrics)]
+    rows = [sweep_report.result_row(t, m, None, str(tmp_path), "asha") for t, m in zip(trials, metrics)]
     assert [r["status"] for r in rows] == ["ok", "failed", "stopped-early", "not-run"]
     assert rows[2]["stop_reason"] == "asha"
-    sweep.write_reports(tmp_path, spec, rows, {"spec_path": "spec.yaml", "wall_s": 1.0})
-    csv_rows = run_log.read_csv(tmp_path / sweep.SWEEP_CSV)
-    assert list(csv_rows[0]) == ["trial", "config", "seed", "lr", "hidden", *sweep.CSV_RESULT_COLUMNS]
+    sweep_report.write_reports(tmp_path, spec, rows, {"spec_path": "spec.yaml", "wall_s": 1.0})
+    csv_rows = run_log.read_csv(tmp_path / sweep_report.SWEEP_CSV)
+    assert list(csv_rows[0]) == ["trial", "config", "seed", "lr", "hidden", *sweep_report.CSV_RESULT_COLUMNS]
     assert csv_rows[0]["hidden"] == "64,64" and csv_rows[1]["error"] == "TrainingFault: NaN"
-    md = (tmp_path / sweep.SWEEP_MD).read_text()
+    md = (tmp_path / sweep_report.SWEEP_MD).read_text()
     assert "## Best configuration" in md and "Configuration 0" in md and "1/2 seeds" in md
-    assert (tmp_path / sweep.SWEEP_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / sweep_report.SWEEP_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -353,7 +356,7 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     rc = sweep.run_sweep(spec, str(out), train_fn=_seeded_fake, quiet=False)
     elapsed = time.time() - started
     assert rc == 0
-    rows = {r["trial"]: r for r in run_log.read_csv(out / sweep.SWEEP_CSV)}
+    rows = {r["trial"]: r for r in run_log.read_csv(out / sweep_report.SWEEP_CSV)}
     assert len(rows) == 4
     cut_after_solving, finished, failed, cut = (rows[n] for n in sorted(rows))
     assert (cut_after_solving["status"], cut_after_solving["solved"]) == ("stopped-early", "True")
@@ -371,9 +374,9 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     # One fresh worker process per trial (reuse_actors=False).
     pids = {json.loads((out / "trials" / n / "fake_config.json").read_text())["pid"] for n in rows}
     assert len(pids) == 4
-    md = (out / sweep.SWEEP_MD).read_text()
+    md = (out / sweep_report.SWEEP_MD).read_text()
     assert "## Best configuration" in md and "2/2 seeds (100%)" in md and "RuntimeError" in md
-    assert (out / sweep.SWEEP_PNG).read_bytes()[:4] == b"\x89PNG"
+    assert (out / sweep_report.SWEEP_PNG).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / sweep.TRIALS_JSON).read_text())[3]["name"] == "t003_c01_s1"
     err = capsys.readouterr().err
     assert "[4/4]" in err and "failed: RuntimeError" in err and "stopped early" in err
