@@ -1,0 +1,438 @@
+"""Training-progress figure: one PNG (or live window) summarising metrics.csv and eval.csv.
+
+`plot_training` draws six panels: returns with evaluation rounds, loss, mean Q, the schedules
+(epsilon, beta, learning rate), throughput and memory. `LivePlot` re-renders that figure during a
+run, throttled so it costs the trainer almost nothing between renders.
+
+This module sits on the trainer's start-up path, so matplotlib is imported lazily inside the
+functions that need it; `import plots` stays cheap.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from run_log import atomic_write_bytes
+
+if TYPE_CHECKING:  # only for annotations; never imported at run time here
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: Figure size in inches and resolution; the PNG is FIGSIZE * DPI pixels, always.
+FIGSIZE = (12.0, 7.0)
+DPI = 110
+#: CartPole-v1 episodes are truncated at this return, so it is the ceiling worth showing.
+MAX_RETURN = 500.0
+
+# Interactive backends tried, in order, when a live window is wanted.
+_LIVE_BACKENDS = ("macosx", "qtagg", "gtk4agg", "gtk3agg", "tkagg", "wxagg")
+
+_C_TRAIN, _C_EVAL, _C_PASS = "tab:blue", "tab:orange", "tab:green"
+_NO_DATA = "no data yet"
+
+
+# --------------------------------------------------------------------------------------------
+# Turning loosely typed rows into float arrays
+# --------------------------------------------------------------------------------------------
+
+def _num(value: Any) -> float:
+    """A float, or NaN for anything missing or unparsable (rows may come straight from CSV)."""
+    if value is None or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _flag(value: Any) -> bool:
+    """Truthiness that also understands the strings csv.DictReader hands back."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "1.0")
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _col(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([_num(r.get(key)) for r in rows], dtype=float)
+
+
+def _finite(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def _smooth(y: np.ndarray) -> np.ndarray | None:
+    """A centred moving average for noisy series, or None when there are too few points."""
+    n = len(y)
+    if n < 20:
+        return None
+    w = max(3, n // 25)
+    kernel = np.ones(w) / w
+    # Edge-pad so the average does not sag toward zero at both ends.
+    padded = np.pad(y, (w // 2, w - 1 - w // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+# --------------------------------------------------------------------------------------------
+# Axis helpers
+# --------------------------------------------------------------------------------------------
+
+def _fmt_count(v: float, _pos: Any = None) -> str:
+    """Compact tick labels for step counts: 0, 500, 20k, 1.5M."""
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
+    """Pick s/min/h so wall-time tick labels stay short and meaningful."""
+    finite = seconds[np.isfinite(seconds)]
+    top = float(finite.max()) if finite.size else 0.0
+    if top >= 3 * 3600:
+        return 3600.0, "h"
+    if top >= 3 * 60:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def _line_style(n: int) -> dict[str, Any]:
+    # A lone point (or a handful) is invisible as a bare line, so mark the vertices.
+    return {"marker": "o", "markersize": 3} if n <= 30 else {}
+
+
+def _no_data(ax: "Axes") -> None:
+    ax.text(0.5, 0.5, _NO_DATA, transform=ax.transAxes, ha="center", va="center",
+            color="0.55", fontsize=11, style="italic")
+
+
+def _steps_axis(ax: "Axes") -> None:
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+    ax.set_xlabel("env steps")
+
+
+def _series_panel(ax: "Axes", x: np.ndarray, y: np.ndarray, color: str, label: str,
+                  log_if_positive: bool = False) -> bool:
+    """Raw series (faint when a smoothed trend is drawn over it). Returns False if empty."""
+    x, y = _finite(x, y)
+    if not x.size:
+        _no_data(ax)
+        return False
+    use_log = log_if_positive and bool(np.all(y > 0))
+    trend = _smooth(np.log(y) if use_log else y)
+    if trend is None:
+        ax.plot(x, y, color=color, lw=1.4, label=label, **_line_style(len(x)))
+    else:
+        ax.plot(x, y, color=color, lw=0.8, alpha=0.3, label=f"{label} (raw)")
+        # Average in log space on a log axis so a few spikes do not dominate the trend.
+        ax.plot(x, np.exp(trend) if use_log else trend, color=color, lw=1.8,
+                label=f"{label} (smoothed)")
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    if use_log:
+        ax.set_yscale("log")
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# The six panels
+# --------------------------------------------------------------------------------------------
+
+def _panel_returns(ax: "Axes", m: Sequence[dict], e: Sequence[dict]) -> None:
+    ax.set_title("Episode return")
+    steps = _col(m, "env_steps")
+    drawn = False
+    x, y = _finite(steps, _col(m, "train_return_max"))
+    if x.size:
+        ax.plot(x, y, color=_C_TRAIN, lw=0.9, alpha=0.35, label="train max",
+                **_line_style(len(x)))
+        drawn = True
+    x, y = _finite(steps, _col(m, "train_return_mean"))
+    if x.size:
+        ax.plot(x, y, color=_C_TRAIN, lw=1.6, label="train mean", **_line_style(len(x)))
+        drawn = True
+
+    ex, emean = _col(e, "env_steps"), _col(e, "mean")
+    emin, emax = _col(e, "min"), _col(e, "max")
+    passed = np.array([_flag(r.get("passed")) for r in e], dtype=bool)
+    ok = np.isfinite(ex) & np.isfinite(emean)
+    if ok.any():
+        # Bars span the worst..best evaluation episode; a missing min/max collapses to the mean.
+        lo = np.where(np.isfinite(emin), emean - emin, 0.0).clip(min=0)
+        hi = np.where(np.isfinite(emax), emax - emean, 0.0).clip(min=0)
+        fail = ok & ~passed
+        if fail.any():
+            ax.errorbar(ex[fail], emean[fail], yerr=[lo[fail], hi[fail]], fmt="o",
+                        color=_C_EVAL, ms=5, capsize=2.5, elinewidth=1, zorder=3,
+                        label="eval mean (bar: min..max)")
+        win = ok & passed
+        if win.any():
+            ax.errorbar(ex[win], emean[win], yerr=[lo[win], hi[win]], fmt="*",
+                        color=_C_PASS, ms=11, capsize=2.5, elinewidth=1, zorder=4,
+                        markeredgecolor="black", markeredgewidth=0.5, label="eval passed")
+        drawn = True
+
+    ax.axhline(MAX_RETURN, color="0.3", ls="--", lw=1)
+    ax.text(0.01, MAX_RETURN, " 500 cap", color="0.3", fontsize=7, va="bottom",
+            transform=ax.get_yaxis_transform())
+    ax.set_ylim(0, MAX_RETURN * 1.1)
+    ax.set_ylabel("return")
+    _steps_axis(ax)
+    if drawn:
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+    else:
+        _no_data(ax)
+
+
+def _panel_loss(ax: "Axes", m: Sequence[dict]) -> None:
+    ax.set_title("TD loss")
+    _series_panel(ax, _col(m, "env_steps"), _col(m, "loss"), "tab:red", "loss",
+                  log_if_positive=True)
+    ax.set_ylabel("loss")
+    _steps_axis(ax)
+
+
+def _panel_q(ax: "Axes", m: Sequence[dict]) -> None:
+    ax.set_title("Mean Q value")
+    _series_panel(ax, _col(m, "env_steps"), _col(m, "mean_q"), "tab:purple", "mean Q")
+    ax.set_ylabel("Q")
+    _steps_axis(ax)
+
+
+def _panel_schedules(ax: "Axes", m: Sequence[dict]) -> None:
+    from matplotlib.ticker import LogFormatterSciNotation, ScalarFormatter
+    ax.set_title("Schedules")
+    steps = _col(m, "env_steps")
+    handles = []
+    for key, color, label in (("epsilon", "tab:cyan", "epsilon"), ("beta", "tab:olive", "PER beta")):
+        x, y = _finite(steps, _col(m, key))
+        if x.size:
+            handles += ax.plot(x, y, color=color, lw=1.6, label=label, **_line_style(len(x)))
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_ylabel("epsilon, beta")
+    _steps_axis(ax)
+
+    x, y = _finite(steps, _col(m, "lr"))
+    if x.size:
+        # Learning rate lives on its own scale (1e-4-ish), so it gets the right-hand axis.
+        tw = ax.twinx()
+        handles += tw.plot(x, y, color="tab:brown", lw=1.6, ls="-.", label="learning rate",
+                           **_line_style(len(x)))
+        tw.set_ylabel("learning rate", color="tab:brown")
+        tw.tick_params(axis="y", colors="tab:brown", labelsize=8)
+        if np.all(y > 0) and y.max() / y.min() > 20:
+            tw.set_yscale("log")
+            tw.yaxis.set_major_formatter(LogFormatterSciNotation())
+        else:
+            # Linear from zero: a decay from 1e-3 to 1e-4 reads as a decay, not as noise.
+            if y.max() > 0:
+                tw.set_ylim(0, float(y.max()) * 1.1)
+            fmt = ScalarFormatter(useMathText=True)
+            fmt.set_powerlimits((-2, 3))
+            tw.yaxis.set_major_formatter(fmt)
+    if handles:
+        ax.legend(handles=handles, loc="center right", fontsize=8, framealpha=0.85)
+    else:
+        _no_data(ax)
+
+
+def _panel_wall(ax: "Axes", m: Sequence[dict], key: str, title: str, ylabel: str,
+                color: str) -> None:
+    ax.set_title(title)
+    wall = _col(m, "wall_s")
+    div, unit = _time_unit(wall)
+    x, y = _finite(wall / div, _col(m, key))
+    if x.size:
+        ax.plot(x, y, color=color, lw=1.4, **_line_style(len(x)))
+        ax.set_ylim(bottom=0, top=max(float(y.max()) * 1.15, 1e-9))
+    else:
+        _no_data(ax)
+    ax.set_xlabel(f"wall time ({unit})")
+    ax.set_ylabel(ylabel)
+
+
+def _headline(m: Sequence[dict], e: Sequence[dict], title: str) -> str:
+    """Title plus the few numbers a person looks for first."""
+    bits = []
+    if m:
+        last = m[-1]
+        for key, label in (("env_steps", "env steps"), ("episodes", "episodes")):
+            v = _num(last.get(key))
+            if math.isfinite(v):
+                bits.append(f"{label} {_fmt_count(v)}")
+        wall = _num(last.get("wall_s"))
+        if math.isfinite(wall):
+            bits.append(f"wall {wall / 60:.1f} min")
+    means = _col(e, "mean")
+    if np.isfinite(means).any():
+        bits.append(f"best eval mean {np.nanmax(means):.1f}")
+    if any(_flag(r.get("passed")) for r in e):
+        bits.append("PASSED")
+    head = title or "CartPole-v1 Double DQN"
+    return head + ("\n" + "  ·  ".join(bits) if bits else "")
+
+
+def draw_training(fig: "Figure", metrics_rows: Sequence[dict], eval_rows: Sequence[dict],
+                  title: str = "") -> None:
+    """Draw the six panels onto an existing (cleared) figure; shared by PNG and live window."""
+    fig.clear()
+    metrics_rows, eval_rows = list(metrics_rows or []), list(eval_rows or [])
+    axes = fig.subplots(2, 3)
+    _panel_returns(axes[0, 0], metrics_rows, eval_rows)
+    _panel_loss(axes[0, 1], metrics_rows)
+    _panel_q(axes[0, 2], metrics_rows)
+    _panel_schedules(axes[1, 0], metrics_rows)
+    _panel_wall(axes[1, 1], metrics_rows, "steps_per_s", "Throughput", "env steps / s",
+                "tab:gray")
+    _panel_wall(axes[1, 2], metrics_rows, "rss_mb", "Memory (RSS)", "MB", "tab:pink")
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(_headline(metrics_rows, eval_rows, title), fontsize=11)
+
+
+def render_png(metrics_rows: Sequence[dict], eval_rows: Sequence[dict], title: str = "") -> bytes:
+    """The figure as PNG bytes, drawn with Agg directly so pyplot's global state is untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    with warnings.catch_warnings():
+        # Odd data (a constant series, all-NaN columns) can trigger harmless axis warnings.
+        warnings.simplefilter("ignore", UserWarning)
+        draw_training(fig, metrics_rows, eval_rows, title)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def plot_training(metrics_rows: list[dict], eval_rows: list[dict], path: str | Path,
+                  title: str = "") -> None:
+    """Write the training figure to `path` as a PNG, atomically."""
+    atomic_write_bytes(path, render_png(metrics_rows, eval_rows, title))
+
+
+# --------------------------------------------------------------------------------------------
+# Live / periodically refreshed figure
+# --------------------------------------------------------------------------------------------
+
+def _display_available() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True  # these have a window system without DISPLAY-style variables
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class LivePlot:
+    """Re-render the training figure at most every `min_interval_s` seconds.
+
+    With `live=None` a window is used only when a display exists and an interactive backend
+    can be started; otherwise (or if the window later fails or is closed) the PNG at `path` is
+    refreshed instead. In live mode the PNG is written once, on `close()`.
+    """
+
+    def __init__(self, path: str | Path, live: bool | None = None, min_interval_s: float = 5.0,
+                 title: str = ""):
+        self.path = Path(path)
+        self.min_interval_s = float(min_interval_s)
+        self.title = title
+        self.renders = 0  # how many times the figure was actually drawn (handy for tests)
+        self._last = -math.inf
+        self._rows: tuple[Sequence[dict], Sequence[dict]] | None = None
+        self._dirty = False  # data seen since the last render that is not yet drawn
+        self._fig: Any = None
+        self._plt: Any = None
+        want = _display_available() if live is None else bool(live)
+        self.live = want and self._open_window()
+
+    def _open_window(self) -> bool:
+        """Try to start an interactive backend and a window; False (never raise) on failure."""
+        if not _display_available():
+            return False
+        try:
+            import matplotlib.pyplot as plt
+        except Exception:  # noqa: BLE001 - a broken GUI stack must not stop training
+            return False
+        previous = plt.get_backend()
+        for name in _LIVE_BACKENDS:
+            try:
+                plt.switch_backend(name)
+                fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+                plt.show(block=False)
+            except Exception:  # noqa: BLE001 - missing toolkit, unreachable X server, ...
+                continue
+            self._fig, self._plt = fig, plt
+            return True
+        try:
+            plt.switch_backend(previous if previous else "agg")
+        except Exception:  # noqa: BLE001
+            plt.switch_backend("agg")
+        return False
+
+    def update(self, metrics_rows: list[dict], eval_rows: list[dict], force: bool = False) -> bool:
+        """Render if the interval has passed (or `force`); returns whether it rendered."""
+        self._rows = (metrics_rows, eval_rows)
+        now = time.monotonic()
+        if not force and now - self._last < self.min_interval_s:
+            self._dirty = True
+            return False
+        self._last = now
+        self._render(metrics_rows, eval_rows)
+        return True
+
+    def _render(self, metrics_rows: Sequence[dict], eval_rows: Sequence[dict]) -> None:
+        self.renders += 1
+        self._dirty = False
+        if self.live and self._window_alive():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    draw_training(self._fig, metrics_rows, eval_rows, self.title)
+                self._fig.canvas.draw_idle()
+                self._fig.canvas.flush_events()
+                return
+            except Exception:  # noqa: BLE001 - GUI went away mid-run; keep the PNG going
+                self._drop_window()
+        plot_training(list(metrics_rows), list(eval_rows), self.path, self.title)
+
+    def _window_alive(self) -> bool:
+        if self._fig is not None and self._plt.fignum_exists(self._fig.number):
+            return True
+        self._drop_window()  # the user closed it: fall back to refreshing the PNG
+        return False
+
+    def _drop_window(self) -> None:
+        if self._fig is not None:
+            try:
+                self._plt.close(self._fig)
+            except Exception:  # noqa: BLE001
+                pass
+        self._fig = None
+        self.live = False
+
+    def close(self) -> None:
+        """Write the latest data to the PNG (live mode, or a throttled update) and close."""
+        if self._rows is not None and (self._dirty or self.live):
+            plot_training(list(self._rows[0]), list(self._rows[1]), self.path, self.title)
+            self.renders += 1
+            self._dirty = False
+        self._drop_window()
+
+    def __enter__(self) -> "LivePlot":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
