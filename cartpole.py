@@ -137,8 +137,11 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     t = time.time()
     keras.utils.set_random_seed(cfg.seed)
     if cfg.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
+        except RuntimeError:
+            pass  # TensorFlow already ran in this process (tests, Ray workers): keep its setting
     # No tf.config.experimental.enable_op_determinism(): it doubled the XLA step time here, and
     # is not needed on the CPU because every scatter we issue is order-independent (unique ring
     # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
@@ -170,6 +173,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     obs = env.reset_numpy(seed=cfg.seed + 1000 * (prog.env_steps // max(N, 1)))
     record = config_record(cfg, device, mixed, xla, resume)
     record["resolved"]["xla_cache_dir"] = xla_cache_dir
+    record["resolved"]["tf_threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
+                                        tf.config.threading.get_inter_op_parallelism_threads()]
     run.write_json(CONFIG_JSON, record)
     run.copy_scripts(PROJECT_DIR)
     live_plot = None
