@@ -209,7 +209,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
         prog.act_rng_state = act_rng.bit_generator.state
         snapshot = dataclasses.asdict(prog)
         snapshot["wall_before"] = wall()
-        checkpointer.save(prog.env_steps, {"progress": snapshot, "config": cfg.to_dict()})
+        try:
+            checkpointer.save(prog.env_steps, {"progress": snapshot, "config": cfg.to_dict()})
+        except tf.errors.OpError as e:  # TensorFlow reports disk-full and permissions this way
+            raise OSError(f"checkpoint write failed: {e.message.splitlines()[0][:160]}") from None
         last_ckpt_time, last_ckpt_steps = time.time(), prog.env_steps
         timer.add("checkpoint", time.time() - ts)
 
@@ -347,65 +350,73 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
 
     # --- wrap up: checkpoint, confirm, models, plots, demo, summary ----------------------------
     end_wall = wall()
-    save_checkpoint()
-    ts = time.perf_counter()
-    agent.export(str(run / MODEL_DIR / FINAL_MODEL))
-    timer.add("export", time.perf_counter() - ts)
-    confirm: dict[str, Any] = {}
-    if prog.solved and cfg.confirm_episodes:
+
+    def wrap_up() -> dict[str, Any]:
+        save_checkpoint()
         ts = time.perf_counter()
-        # Confirm the model that passed the solve rounds (best.keras), on episodes never seen.
-        best = keras.models.load_model(run / MODEL_DIR / BEST_MODEL)
-        best_net = evaluation.NumpyQNetwork([np.asarray(w) for w in best.get_weights()])
-        res = evaluation.evaluate(best_net.greedy, cfg.confirm_episodes,
-                                  seed=eval_seed(cfg.seed, 10**6), num_envs=64)
-        confirm = res.stats()
-        timer.add("confirm", time.perf_counter() - ts)
-        log(cfg, None, f"confirmation: {confirm['at_500']}/{confirm['episodes']} episodes at 500, "
-                       f"mean {confirm['mean']:.1f}, min {confirm['min']:.0f}")
-    if cfg.graphics:
-        from plots import plot_training
-        from video import record_demo
-        ts = time.perf_counter()
-        plot_training(prog.metrics_rows, prog.eval_rows, run / FIGURE_PNG)
-        try:
-            record_demo(greedy, run / DEMO_GIF, seed=cfg.seed)
-        except RuntimeError as e:
-            log(cfg, None, f"demo video skipped: {e}")
-        if live_plot is not None:
-            live_plot.close()
-        timer.add("graphics", time.perf_counter() - ts)
-    else:
-        from plots import plot_training
-        ts = time.perf_counter()
-        plot_training(prog.metrics_rows, prog.eval_rows, run / FIGURE_PNG)
-        timer.add("plot", time.perf_counter() - ts)
-    flush_csvs()
-    exit_code = EXIT_SOLVED if prog.solved else EXIT_UNSOLVED
-    summary = {
-        "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
-        "solve_env_steps": prog.solve_env_steps, "solve_learn_steps": prog.solve_learn_steps,
-        "clock_origin": "process start" if t0 != session_start else "train() call",
-        "confirm_mean_return": confirm.get("mean"), "confirm_min_return": confirm.get("min"),
-        "confirm_episodes": confirm.get("episodes", 0), "confirm_at_500": confirm.get("at_500"),
-        "total_wall_s": end_wall, "total_env_steps": prog.env_steps,
-        "total_learn_steps": prog.learn_steps, "eval_rounds": prog.eval_round,
-        "best_eval_mean": prog.best_eval_mean, "post_solve_rounds": prog.post_solve_rounds,
-        "post_solve_passed": prog.post_solve_passed,
-        "post_solve_pass_fraction": (prog.post_solve_passed / prog.post_solve_rounds
-                                     if prog.post_solve_rounds else None),
-        "stop_reason": stop_reason, "exit_code": exit_code, "seed": cfg.seed,
-        "peak_rss_mb": peak_rss / 2**20, "resumed_from_env_steps": prog.resumed_from_env_steps,
-        "store_and_learn_traces": store_and_learn.experimental_get_tracing_count(),
-    }
-    run.write_json(SUMMARY_JSON, summary)
-    run.write_json(TIMINGS_JSON, {"seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
-                                  "total_wall_s": end_wall,
-                                  "note": "store_and_learn = replay add + learning steps, fused in "
-                                          "one TensorFlow call; act_and_pack = NumPy acting and "
-                                          "packing; wall from the clock origin"})
-    env.close()
-    return summary
+        agent.export(str(run / MODEL_DIR / FINAL_MODEL))
+        timer.add("export", time.perf_counter() - ts)
+        confirm: dict[str, Any] = {}
+        if prog.solved and cfg.confirm_episodes:
+            ts = time.perf_counter()
+            # Confirm the model that passed the solve rounds (best.keras), on episodes never seen.
+            best = keras.models.load_model(run / MODEL_DIR / BEST_MODEL)
+            best_net = evaluation.NumpyQNetwork([np.asarray(w) for w in best.get_weights()])
+            res = evaluation.evaluate(best_net.greedy, cfg.confirm_episodes,
+                                      seed=eval_seed(cfg.seed, 10**6), num_envs=64)
+            confirm = res.stats()
+            timer.add("confirm", time.perf_counter() - ts)
+            log(cfg, None, f"confirmation: {confirm['at_500']}/{confirm['episodes']} episodes at 500, "
+                           f"mean {confirm['mean']:.1f}, min {confirm['min']:.0f}")
+        if cfg.graphics:
+            from plots import plot_training
+            from video import record_demo
+            ts = time.perf_counter()
+            plot_training(prog.metrics_rows, prog.eval_rows, run / FIGURE_PNG)
+            try:
+                record_demo(greedy, run / DEMO_GIF, seed=cfg.seed)
+            except RuntimeError as e:
+                log(cfg, None, f"demo video skipped: {e}")
+            if live_plot is not None:
+                live_plot.close()
+            timer.add("graphics", time.perf_counter() - ts)
+        else:
+            from plots import plot_training
+            ts = time.perf_counter()
+            plot_training(prog.metrics_rows, prog.eval_rows, run / FIGURE_PNG)
+            timer.add("plot", time.perf_counter() - ts)
+        flush_csvs()
+        exit_code = EXIT_SOLVED if prog.solved else EXIT_UNSOLVED
+        summary = {
+            "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
+            "solve_env_steps": prog.solve_env_steps, "solve_learn_steps": prog.solve_learn_steps,
+            "clock_origin": "process start" if t0 != session_start else "train() call",
+            "confirm_mean_return": confirm.get("mean"), "confirm_min_return": confirm.get("min"),
+            "confirm_episodes": confirm.get("episodes", 0), "confirm_at_500": confirm.get("at_500"),
+            "total_wall_s": end_wall, "total_env_steps": prog.env_steps,
+            "total_learn_steps": prog.learn_steps, "eval_rounds": prog.eval_round,
+            "best_eval_mean": prog.best_eval_mean, "post_solve_rounds": prog.post_solve_rounds,
+            "post_solve_passed": prog.post_solve_passed,
+            "post_solve_pass_fraction": (prog.post_solve_passed / prog.post_solve_rounds
+                                         if prog.post_solve_rounds else None),
+            "stop_reason": stop_reason, "exit_code": exit_code, "seed": cfg.seed,
+            "peak_rss_mb": peak_rss / 2**20, "resumed_from_env_steps": prog.resumed_from_env_steps,
+            "store_and_learn_traces": store_and_learn.experimental_get_tracing_count(),
+        }
+        run.write_json(SUMMARY_JSON, summary)
+        run.write_json(TIMINGS_JSON, {"seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
+                                      "total_wall_s": end_wall,
+                                      "note": "store_and_learn = replay add + learning steps, fused in "
+                                              "one TensorFlow call; act_and_pack = NumPy acting and "
+                                              "packing; wall from the clock origin"})
+        env.close()
+        return summary
+
+    try:
+        return wrap_up()
+    except OSError as e:
+        raise TrainingFault(f"cannot write to {run.path}: {e.strerror or e}; stopped, last good "
+                            f"checkpoint kept in {run / 'checkpoints'}") from None
 
 
 def eval_seed(seed: int, round_index: int) -> int:
@@ -519,10 +530,13 @@ def run_with_profile(cfg: TrainConfig, resume: bool, t0: float) -> dict[str, Any
         profiler.disable()
     run_dir = Path(cfg.log_dir or ".")
     if cfg.log_dir and run_dir.is_dir():
-        profiler.dump_stats(str(run_dir / PROFILE_PROF))
+        import marshal
+
+        from run_log import atomic_write_bytes, atomic_write_text
+        profiler.create_stats()  # what dump_stats writes, but through our atomic writer
+        atomic_write_bytes(run_dir / PROFILE_PROF, marshal.dumps(profiler.stats))
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
-        from run_log import atomic_write_text
         atomic_write_text(run_dir / PROFILE_TXT, text.getvalue())
     return summary
 

@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -136,4 +135,4 @@ class RunDir:
         src = Path(source_dir)
         for pattern in ("*.py", "*.sh", "requirements*.txt"):
             for f in src.glob(pattern):
-                shutil.copy2(f, dest / f.name)
+                atomic_write_bytes(dest / f.name, f.read_bytes())

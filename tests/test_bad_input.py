@@ -154,3 +154,37 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     latest = latest_checkpoint(tmp_path / "nan")
     state = read_state(latest)
     assert 2048 <= state["progress"]["env_steps"] <= 4096 + 1024
+
+
+def test_disk_full_while_logging_stops_cleanly_and_keeps_checkpoint(tmp_path, monkeypatch):
+    """A write error (here ENOSPC, injected after the first checkpoint) stops training with one
+    line, naming the log dir; the last complete checkpoint still restores."""
+    import errno
+
+    import cartpole
+    import run_log
+    from checkpoints import latest_checkpoint, read_state
+    from config import TrainConfig
+
+    real_write = run_log.atomic_write_bytes
+    state = {"armed": False}
+
+    def failing_write(path, data):
+        if state["armed"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(run_log, "atomic_write_bytes", failing_write)
+
+    def on_eval(row):
+        if row["env_steps"] >= 4096:
+            state["armed"] = True
+
+    cfg = TrainConfig(log_dir=str(tmp_path / "full"), seed=0, quiet=True, profile=False,
+                      max_env_steps=200_000, checkpoint_every=2048, eval_every=16,
+                      checkpoint_seconds=1e6)
+    with pytest.raises(cartpole.TrainingFault, match="No space left on device") as info:
+        cartpole.train(cfg, on_eval=on_eval)
+    assert "\n" not in str(info.value) and "last good checkpoint kept" in str(info.value)
+    progress = read_state(latest_checkpoint(tmp_path / "full"))["progress"]
+    assert 2048 <= progress["env_steps"] <= 4096
