@@ -49,7 +49,7 @@ class DoubleDQNAgent(tf.Module):
     Double-DQN learning step: y = r + gamma * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
     Truncated episodes bootstrap (their `done` is 0); only termination cuts the return."""
 
-    def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (64, 64),
+    def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False):
         super().__init__(name="double_dqn")

@@ -47,8 +47,9 @@ class TrainConfig:
         choices=("shaped", "standard")))
 
     # --- network and learning -------------------------------------------------------------
-    hidden: tuple[int, ...] = field(default=(64, 64), metadata=_opt(
-        "Hidden layer widths of the Q-network, comma separated (seed design: 12,12)."))
+    hidden: tuple[int, ...] = field(default=(48, 48), metadata=_opt(
+        "Hidden layer widths of the Q-network, comma separated. 48,48 solved 20/20 seeds here "
+        "with the lowest median time; the seed design's 12,12 solved 19/20, 64,64 was slower."))
     gamma: float = field(default=0.998, metadata=_opt("Discount factor, in [0, 1)."))
     tau: float = field(default=0.06, metadata=_opt(
         "Soft target update rate per learning step, in (0, 1]."))
@@ -99,7 +100,7 @@ class TrainConfig:
         choices=("auto", "on", "off")))
 
     # --- evaluation and stopping ----------------------------------------------------------
-    eval_every: int = field(default=16, metadata=_opt(
+    eval_every: int = field(default=32, metadata=_opt(
         "Vector steps between greedy evaluation rounds on standard CartPole-v1."))
     eval_episodes: int = field(default=64, metadata=_opt(
         "Episodes per evaluation round; all must score 500 for the round to pass."))
@@ -219,4 +220,4 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
 
 
 #: The seed design, kept runnable and measured beside the tuned defaults in the README.
-SEED_DESIGN = {"hidden": (12, 12), "lr": 1e-3, "lr_final": 1e-4}
+SEED_DESIGN = {"hidden": (12, 12)}  # gamma .998, tau .06, alpha .7, batch 1024 are the defaults

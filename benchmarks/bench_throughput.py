@@ -3,9 +3,9 @@
     benchmarks/run.sh bench_throughput [--envs 64,256,1024] [--seconds 3]
 
 Measures the trainer's own collection code (`collection.collect_chunk`: epsilon-greedy acting
-with the NumPy copy of the default 4->64->64->2 Q-network, the vectorized CartPole step, packing
-into the transition array), with epsilon at its final value so nearly every action comes from
-the network. Two figures per env count, both measured in this run:
+with the NumPy copy of the default Q-network, `config.TrainConfig().hidden`, the vectorized
+CartPole step, packing into the transition array), with epsilon at its final value so nearly
+every action comes from the network. Two figures per env count, both measured in this run:
 - collect: acting + env step + packing, as in training;
 - collect + store: the same plus the chunk's one TensorFlow call storing it into the
   prioritized replay buffer (no learning steps), i.e. the whole data path.
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
+from config import TrainConfig  # noqa: E402
 from evaluation import NumpyQNetwork  # noqa: E402
 from vec_env_tf import TFWrappedVecEnv  # noqa: E402
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'collect/random':>15}")
     for n in [int(x) for x in a.envs.split(",")]:
         env = TFWrappedVecEnv(num_envs=n, seed=0)
-        agent = DoubleDQNAgent(env.observation_size, env.num_actions, (64, 64))
+        agent = DoubleDQNAgent(env.observation_size, env.num_actions, TrainConfig().hidden)
         qnet = NumpyQNetwork(agent.numpy_weights())
         layout = ChunkLayout(env.observation_size)
         chunk = np.zeros((a.train_every, n, layout.width), np.float32)
