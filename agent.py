@@ -51,11 +51,16 @@ class DoubleDQNAgent(tf.Module):
 
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
-                 mixed_precision: bool = False):
+                 mixed_precision: bool = False, reward_max: float | None = 1.0):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
         self.mixed_precision = mixed_precision
+        # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
+        # (500 for CartPole at gamma .998). Capping the target there stops the runaway
+        # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
+        # bound the target is unchanged, so learning up to the solve is bit-for-bit the same.
+        self.q_max = None if reward_max is None or gamma >= 1 else reward_max / (1.0 - gamma)
         policy = "mixed_float16" if mixed_precision else "float32"
         self.online = build_q_network(obs_size, num_actions, hidden, policy, "online")
         self.target = build_q_network(obs_size, num_actions, hidden, policy, "target")
@@ -77,7 +82,8 @@ class DoubleDQNAgent(tf.Module):
     def td_targets(self, reward: tf.Tensor, next_obs: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
         next_action = tf.argmax(self.online(next_obs), axis=1, output_type=tf.int32)
         next_q = tf.gather(self.target(next_obs), next_action, axis=1, batch_dims=1)
-        return reward + self.gamma * (1.0 - done) * next_q
+        target = reward + self.gamma * (1.0 - done) * next_q
+        return target if self.q_max is None else tf.minimum(target, self.q_max)
 
     def huber(self, td: tf.Tensor) -> tf.Tensor:
         abs_td = tf.abs(td)

@@ -177,7 +177,7 @@ def _panel_returns(ax: "Axes", m: Sequence[dict], e: Sequence[dict]) -> None:
         if fail.any():
             ax.errorbar(ex[fail], emean[fail], yerr=[lo[fail], hi[fail]], fmt="o",
                         color=_C_EVAL, ms=5, capsize=2.5, elinewidth=1, zorder=3,
-                        label="eval mean (bar: min..max)")
+                        label="eval mean, min..max")
         win = ok & passed
         if win.any():
             ax.errorbar(ex[win], emean[win], yerr=[lo[win], hi[win]], fmt="*",
@@ -186,13 +186,15 @@ def _panel_returns(ax: "Axes", m: Sequence[dict], e: Sequence[dict]) -> None:
         drawn = True
 
     ax.axhline(MAX_RETURN, color="0.3", ls="--", lw=1)
-    ax.text(0.01, MAX_RETURN, " 500 cap", color="0.3", fontsize=7, va="bottom",
-            transform=ax.get_yaxis_transform())
-    ax.set_ylim(0, MAX_RETURN * 1.1)
-    ax.set_ylabel("return")
+    # Returns never exceed the 500 cap, so the band above it is always free: the legend goes
+    # there and never hides a curve, however the run goes.
+    ax.set_ylim(0, MAX_RETURN * 1.25)
+    ax.set_yticks(np.arange(0, MAX_RETURN + 1, 100))
+    ax.set_ylabel("return (cap 500, dashed)")
     _steps_axis(ax)
     if drawn:
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.85)
+        ax.legend(loc="upper center", ncol=2, fontsize=7.5, framealpha=0.9, handlelength=1.5,
+                  columnspacing=1.2, borderaxespad=0.3)
     else:
         _no_data(ax)
 
@@ -221,7 +223,9 @@ def _panel_schedules(ax: "Axes", m: Sequence[dict]) -> None:
         x, y = _finite(steps, _col(m, key))
         if x.size:
             handles += ax.plot(x, y, color=color, lw=1.6, label=label, **_line_style(len(x)))
-    ax.set_ylim(-0.03, 1.05)
+    # Headroom above 1 keeps a band free for the legend, as in the returns panel.
+    ax.set_ylim(-0.03, 1.3)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("epsilon, beta")
     _steps_axis(ax)
 
@@ -235,33 +239,49 @@ def _panel_schedules(ax: "Axes", m: Sequence[dict]) -> None:
         tw.tick_params(axis="y", colors="tab:brown", labelsize=8)
         if np.all(y > 0) and y.max() / y.min() > 20:
             tw.set_yscale("log")
+            tw.set_ylim(y.min() / 1.5, y.max() * (y.max() / y.min()) ** 0.3)
             tw.yaxis.set_major_formatter(LogFormatterSciNotation())
         else:
             # Linear from zero: a decay from 1e-3 to 1e-4 reads as a decay, not as noise.
             if y.max() > 0:
-                tw.set_ylim(0, float(y.max()) * 1.1)
+                tw.set_ylim(0, float(y.max()) * 1.3)
             fmt = ScalarFormatter(useMathText=True)
             fmt.set_powerlimits((-2, 3))
             tw.yaxis.set_major_formatter(fmt)
     if handles:
-        ax.legend(handles=handles, loc="center right", fontsize=8, framealpha=0.85)
+        ax.legend(handles=handles, loc="upper center", ncol=3, fontsize=7.5, framealpha=0.9,
+                  handlelength=1.8, columnspacing=1.2, borderaxespad=0.3)
     else:
         _no_data(ax)
 
 
 def _panel_wall(ax: "Axes", m: Sequence[dict], key: str, title: str, ylabel: str,
-                color: str) -> None:
+                color: str, min_span: float | None = None) -> None:
     ax.set_title(title)
     wall = _col(m, "wall_s")
     div, unit = _time_unit(wall)
     x, y = _finite(wall / div, _col(m, key))
     if x.size:
         ax.plot(x, y, color=color, lw=1.4, **_line_style(len(x)))
-        ax.set_ylim(bottom=0, top=max(float(y.max()) * 1.15, 1e-9))
+        lo, hi = float(y.min()), float(y.max())
+        if min_span is None:
+            ax.set_ylim(bottom=0, top=max(hi * 1.15, 1e-9))
+        else:
+            # Zoomed in enough to show a slow leak, but never so far that jitter looks like one.
+            pad = max(min_span - (hi - lo), 0.0) / 2 + 0.05 * (hi - lo)
+            ax.set_ylim(max(0.0, lo - pad), hi + pad)
     else:
         _no_data(ax)
     ax.set_xlabel(f"wall time ({unit})")
     ax.set_ylabel(ylabel)
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 3 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 def _headline(m: Sequence[dict], e: Sequence[dict], title: str) -> str:
@@ -269,13 +289,14 @@ def _headline(m: Sequence[dict], e: Sequence[dict], title: str) -> str:
     bits = []
     if m:
         last = m[-1]
-        for key, label in (("env_steps", "env steps"), ("episodes", "episodes")):
-            v = _num(last.get(key))
-            if math.isfinite(v):
-                bits.append(f"{label} {_fmt_count(v)}")
+        steps, episodes = _num(last.get("env_steps")), _num(last.get("episodes"))
+        if math.isfinite(steps):
+            bits.append(f"env steps {int(steps):,}")
+        if math.isfinite(episodes):
+            bits.append(f"episodes {int(episodes):,}")
         wall = _num(last.get("wall_s"))
         if math.isfinite(wall):
-            bits.append(f"wall {wall / 60:.1f} min")
+            bits.append(f"wall {_fmt_duration(wall)}")
     means = _col(e, "mean")
     if np.isfinite(means).any():
         bits.append(f"best eval mean {np.nanmax(means):.1f}")
@@ -297,7 +318,8 @@ def draw_training(fig: "Figure", metrics_rows: Sequence[dict], eval_rows: Sequen
     _panel_schedules(axes[1, 0], metrics_rows)
     _panel_wall(axes[1, 1], metrics_rows, "steps_per_s", "Throughput", "env steps / s",
                 "tab:gray")
-    _panel_wall(axes[1, 2], metrics_rows, "rss_mb", "Memory (RSS)", "MB", "tab:pink")
+    _panel_wall(axes[1, 2], metrics_rows, "rss_mb", "Memory (RSS)", "MB", "tab:pink",
+                min_span=100.0)
     for ax in axes.flat:
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=8)

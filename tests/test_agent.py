@@ -152,3 +152,16 @@ def test_export_loads_in_plain_keras_without_project_imports(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     got = np.array(eval(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_target_capped_at_the_largest_possible_return():
+    """Rewards are in [0, 1], so Q can never truly exceed 1/(1-gamma); a diverging target
+    network must not drag the targets past it, while targets below it are untouched."""
+    agent = small_agent(gamma=0.9)  # bound 10
+    agent.target.set_weights([w * 0 for w in agent.target.get_weights()[:-1]] +
+                             [np.full(2, 1e6, np.float32)])  # target net outputs 1e6 everywhere
+    y = agent.td_targets(tf.constant([1.0, 1.0]), tf.ones([2, 4]), tf.constant([0.0, 1.0])).numpy()
+    assert y[0] == pytest.approx(10.0) and y[1] == pytest.approx(1.0)
+    agent.target.set_weights([w * 0 for w in agent.target.get_weights()])  # outputs 0
+    y = agent.td_targets(tf.constant([0.5]), tf.ones([1, 4]), tf.constant([0.0])).numpy()
+    assert y[0] == pytest.approx(0.5)

@@ -71,5 +71,50 @@ def test_liveplot_throttles_and_works_headless(tmp_path, monkeypatch):
     assert live.update(m, e) is False, "second update within the interval must not re-render"
     assert (tmp_path / "live.png").stat().st_mtime_ns == first
     assert live.update(m, e, force=True) is True
+    assert live.renders == 2 and not live.live
     live.close()
     assert_png(tmp_path / "live.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["live.png"], "temp file left behind"
+
+
+def test_liveplot_close_flushes_a_throttled_update(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    m, e = rows(20)
+    # Asking for a window where there is no display falls back to the PNG instead of raising.
+    live = plots.LivePlot(tmp_path / "live.png", live=True, min_interval_s=60)
+    assert live.live is False
+    live.update(m[:5], e[:1])
+    live.update(m, e)  # throttled: only remembered
+    assert live.renders == 1
+    live.close()
+    assert live.renders == 2
+    assert_png(tmp_path / "live.png")
+
+
+def test_unreachable_display_falls_back_to_png(tmp_path):
+    # DISPLAY set but no X server: picking a GUI backend fails; it must not raise. A separate
+    # process keeps pyplot's global backend switch out of this one.
+    import os
+    import subprocess
+    code = ("import plots; lp = plots.LivePlot('live.png', min_interval_s=0); "
+            "lp.update([{'env_steps': 1, 'train_return_mean': 9}], []); lp.close(); print(lp.live)")
+    env = {**os.environ, "DISPLAY": ":97", "PYTHONPATH": os.path.dirname(plots.__file__)}
+    env.pop("WAYLAND_DISPLAY", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    assert_png(tmp_path / "live.png")
+
+
+def test_rows_read_back_from_csv(tmp_path):
+    # Re-plotting a finished run reads the CSVs, where every value is a string ("" if missing).
+    import run_log
+    m, e = rows(30)
+    m[3]["loss"] = None
+    (tmp_path / "m.csv").write_text(run_log.csv_text(run_log.METRICS_COLUMNS, m))
+    (tmp_path / "e.csv").write_text(run_log.csv_text(run_log.EVAL_COLUMNS, e))
+    plots.plot_training(run_log.read_csv(tmp_path / "m.csv"), run_log.read_csv(tmp_path / "e.csv"),
+                        tmp_path / "f.png")
+    assert_png(tmp_path / "f.png")
