@@ -38,20 +38,11 @@ from cli import (EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE, build_parser, config_fr
 from config import ConfigError, TrainConfig, linear_schedule
 from run_log import (BEST_MODEL, CONFIG_JSON, DEMO_GIF, EVAL_COLUMNS, EVAL_CSV, FIGURE_PNG,
                      FINAL_MODEL, METRICS_COLUMNS, METRICS_CSV, MODEL_DIR, PROFILE_PROF,
-                     PROFILE_TXT, SUMMARY_JSON, TIMINGS_JSON, LogDirError, RunDir)
+                     PROFILE_TXT, SUMMARY_JSON, TIMINGS_JSON, LogDirError, RunDir,
+                     process_start_time)
 
 PROJECT_DIR = Path(__file__).resolve().parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
-
-
-def process_start_time() -> float:
-    """Epoch seconds at which this process started, so reported times include Python and
-    TensorFlow start-up, as a user waiting at the terminal experiences them."""
-    try:
-        import psutil
-        return psutil.Process().create_time()
-    except Exception:  # pragma: no cover - psutil is a pinned dependency
-        return time.time()
 
 
 class TrainingFault(RuntimeError):

@@ -7,7 +7,7 @@ Fairness rules (why the numbers are comparable):
 * Every (contender, seed) run is a fresh process, and the runs are interleaved
   (ours s0, sb3_dqn s0, sb3_ppo s0, ours s1, ...) so that load from other work on the shared
   2-core machine falls on all contenders alike instead of on whichever ran during a busy spell.
-* Time is measured from PROCESS START (psutil's create_time), so the torch import of a peer
+* Time is measured from PROCESS START (run_log.process_start_time, the trainer's clock), so the torch import of a peer
   counts just as our TensorFlow import does. Evaluation time counts for everyone.
 * One solve rule and one evaluation code path for all: `evaluation.evaluate` plays
   `--eval-episodes` greedy episodes of standard CartPole-v1 (stopping at the first failure, which
@@ -343,12 +343,9 @@ def peer_deps_missing() -> bool:
 # Worker: one SB3 run in a fresh process
 # ------------------------------------------------------------------------------------------------
 def _seconds_since_start() -> Callable[[], float]:
-    try:
-        import psutil
-        t0 = psutil.Process().create_time()
-    except Exception:  # psutil is pinned; without it the clock would start late, so say so
-        print("compare_peers: psutil missing, timing from worker start", file=sys.stderr)
-        t0 = time.time()
+    # The same clock as our trainer's (run_log.process_start_time), so both sides are timed alike.
+    from run_log import process_start_time
+    t0 = process_start_time()
     return lambda: time.time() - t0
 
 
@@ -399,8 +396,8 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
-    since_start = _seconds_since_start()  # anchored at process start, so the imports count
     sys.path.insert(0, str(ROOT))
+    since_start = _seconds_since_start()  # anchored at process start, so the imports count
     import evaluation
     import_s = since_start()
 

@@ -20,3 +20,17 @@ def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
     run_log.atomic_write_json(target, {"a": float("nan"), "b": [1, 2]})
     assert target.read_text().strip().startswith("{") and '"a": null' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_process_start_time_measures_from_exec():
+    """A child that sleeps 0.3 s right after start must report ~0.3 s (+ its own start-up),
+    not an extra boot-time rounding error of up to a second (psutil's create_time has one)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = ("import time; time.sleep(0.3); import run_log; "
+            "print(time.time() - run_log.process_start_time())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    elapsed = float(out.stdout)
+    assert 0.28 <= elapsed <= 0.45, elapsed
