@@ -345,7 +345,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
             last = entry["tail"][-1] if entry["tail"] else "(no output)"
             say(f"seed {child.seed}: FAILED ({entry['error']}): {last}")
         elif not show_bar:
-            t = _num(summary.get("solve_wall_s"))
+            t = finite_or_none(summary.get("solve_wall_s"))
             what = ((f"solved at {t:.1f} s" if t is not None else "solved") if solved
                     else f"unsolved ({summary.get('stop_reason', '?')})")
             say(f"seed {child.seed}: {what}  [{n_done}/{len(seeds)} done, {n_solved} solved]")
@@ -451,7 +451,8 @@ def _metric_stats(solved: list[float], n_ran: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Reading seed directories
 # --------------------------------------------------------------------------------------------
-def _num(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
+    """A number from a CSV/JSON field, or None for missing, non-numeric, NaN or infinite."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -470,7 +471,7 @@ def _read_eval(sdir: Path) -> list[tuple[float, float]]:
         return []
     out = []
     for r in rows:
-        x, y = _num(r.get("env_steps")), _num(r.get("mean"))
+        x, y = finite_or_none(r.get("env_steps")), finite_or_none(r.get("mean"))
         if x is not None and y is not None:
             out.append((x, y))
     return out
@@ -524,11 +525,11 @@ def _seed_record(log_dir: Path, seed: int, entry: dict[str, Any] | None) -> dict
         "seed": seed,
         "status": status,
         "solved": status == "solved",
-        "solve_wall_s": _num(s.get("solve_wall_s")) if status == "solved" else None,
-        "solve_env_steps": _num(s.get("solve_env_steps")) if status == "solved" else None,
-        "confirm_mean_return": _num(s.get("confirm_mean_return")),
-        "total_wall_s": _num(s.get("total_wall_s")),
-        "total_env_steps": _num(s.get("total_env_steps")),
+        "solve_wall_s": finite_or_none(s.get("solve_wall_s")) if status == "solved" else None,
+        "solve_env_steps": finite_or_none(s.get("solve_env_steps")) if status == "solved" else None,
+        "confirm_mean_return": finite_or_none(s.get("confirm_mean_return")),
+        "total_wall_s": finite_or_none(s.get("total_wall_s")),
+        "total_env_steps": finite_or_none(s.get("total_env_steps")),
         "exit_code": exit_code,
         "stop_reason": s.get("stop_reason"),
         "note": note,

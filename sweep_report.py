@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from multiseed import iqm
+from multiseed import finite_or_none, iqm
 import run_log
 from sweep_spec import METRICS, SweepSpec, Trial, display_value
 
@@ -73,19 +73,11 @@ def result_row(trial: Trial, metrics: dict[str, Any] | None, ray_error: str | No
     return row
 
 
-def _num(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
 def rank_key(row: dict[str, Any], metric_key: str) -> tuple:
     """Solved (fastest first), then unsolved by best eval mean (highest first), failed last."""
-    best = _num(row.get("best_eval_mean"))
+    best = finite_or_none(row.get("best_eval_mean"))
     neg_best = -best if best is not None else math.inf
-    value = _num(row.get(metric_key))
+    value = finite_or_none(row.get(metric_key))
     if row.get("solved") in (True, "True") and value is not None:
         return (0, value, neg_best)
     group = 2 if row.get("status") in ("failed", "not-run") else 1
@@ -111,8 +103,8 @@ def summarize_configs(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> list[d
     out = []
     for c, group in by_config.items():
         ran = [r for r in group if r["status"] != "not-run"]
-        solved = [v for r in ran if r["solved"] in (True, "True") and (v := _num(r.get(key))) is not None]
-        bests = [b for r in ran if (b := _num(r.get("best_eval_mean"))) is not None]
+        solved = [v for r in ran if r["solved"] in (True, "True") and (v := finite_or_none(r.get(key))) is not None]
+        bests = [b for r in ran if (b := finite_or_none(r.get("best_eval_mean"))) is not None]
         everything = sorted(solved) + [math.inf] * (len(ran) - len(solved))
         out.append({
             "config": c, "params": {f: group[0].get(f) for f in spec.fields},
@@ -140,7 +132,7 @@ def write_csv(log_dir: Path, spec: SweepSpec, rows: Sequence[dict[str, Any]]) ->
 
 def fmt_metric(v: Any, metric: str) -> str:
     """A metric value for people: seconds or a step count, "inf" for never, "–" for missing."""
-    x = _num(v)
+    x = finite_or_none(v)
     if x is None:
         return "inf" if v == math.inf else "–"
     return f"{x:.1f} s" if metric == "time_to_solve" else f"{x:,.0f}"
@@ -148,7 +140,7 @@ def fmt_metric(v: Any, metric: str) -> str:
 
 def fmt_num(v: Any, digits: int = 1) -> str:
     """A number with `digits` decimals, or "–" when there is none (empty CSV cell, NaN)."""
-    x = _num(v)
+    x = finite_or_none(v)
     return "–" if x is None else f"{x:.{digits}f}"
 
 
@@ -262,24 +254,24 @@ def render_png(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> bytes:
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
-    solved_vals = [v for r in rows if r["solved"] is True and (v := _num(r.get(key))) is not None]
+    solved_vals = [v for r in rows if r["solved"] is True and (v := finite_or_none(r.get(key))) is not None]
     top = max(solved_vals) if solved_vals else 1.0
     band = top * 1.15
     rng = random.Random(0)  # jitter for overlapping categorical points, fixed for reproducible plots
     for ax, (name, xs_raw, categorical, log_x) in zip(axes.flat, panels):
-        if not categorical and all(_num(x) is not None for x in xs_raw):
+        if not categorical and all(finite_or_none(x) is not None for x in xs_raw):
             xs = [float(x) for x in xs_raw]
             ticks = None
         else:
             cats = list(dict.fromkeys(str(x) for x in xs_raw))
-            if all(_num(c) is not None for c in cats):
+            if all(finite_or_none(c) is not None for c in cats):
                 cats.sort(key=float)
             xs = [cats.index(str(x)) + rng.uniform(-0.12, 0.12) for x in xs_raw]
             ticks = cats
         groups = {"solved": ([], [], "o", "tab:blue"), "not solved": ([], [], "^", "tab:orange"),
                   "failed": ([], [], "x", "tab:red")}
         for x, r in zip(xs, rows):
-            v = _num(r.get(key))
+            v = finite_or_none(r.get(key))
             if r["solved"] is True and v is not None:
                 g = "solved"
             else:
