@@ -37,11 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="runs at a time (1 = no core sharing)")
     p.add_argument("--cold", action="store_true", help="no XLA compile cache (fresh machine)")
+    p.add_argument("--profile", action="store_true", help="keep the trainer's default cProfile on")
     p.add_argument("--args", default="", help="extra training flags, e.g. \"--hidden 12,12\"")
     p.add_argument("--out", default=None, help="log dir (default: a new temp dir)")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="bench_solve-"))
-    train_args = ["--no-profile", *shlex.split(a.args)] + (["--no-xla-cache"] if a.cold else [])
+    # --no-profile unless asked: cProfile's per-call hooks slow the Python parts (see README).
+    train_args = ([] if a.profile else ["--no-profile"]) + shlex.split(a.args) + (["--no-xla-cache"] if a.cold else [])
     seeds = list(range(a.first_seed, a.first_seed + a.seeds))
     print(f"bench_solve: {len(seeds)} seeds, workers {a.workers}, "
           f"{'cold (no XLA cache)' if a.cold else 'XLA cache on'}, flags: {' '.join(train_args)}")
