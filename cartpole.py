@@ -185,14 +185,10 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     first_call = True
     current_lr = None
     stop_reason = ""
-    post_solve_target = None
 
     def wall() -> float:
         """Seconds since the clock origin, across resumed sessions."""
         return prog.wall_before + (time.time() - t0)
-
-    def greedy(o: np.ndarray) -> np.ndarray:
-        return qnet.greedy(o)
 
     def save_checkpoint() -> None:
         nonlocal last_ckpt_time, last_ckpt_steps
@@ -287,7 +283,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
             # --- evaluate on standard CartPole-v1 ---------------------------------------------
             if prog.learn_steps > 0 and prog.vector_steps % cfg.eval_every < K:
                 ts = time.perf_counter()
-                res = evaluation.evaluate(greedy, cfg.eval_episodes,
+                res = evaluation.evaluate(qnet.greedy, cfg.eval_episodes,
                                           seed=eval_seed(cfg.seed, prog.eval_round),
                                           num_envs=min(cfg.eval_episodes, 64), stop_at_failure=True)
                 prog.eval_round += 1
@@ -308,7 +304,6 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
                         prog.solved = True
                         prog.solve_wall_s, prog.solve_env_steps = wall(), prog.env_steps
                         prog.solve_learn_steps = prog.learn_steps
-                        post_solve_target = prog.env_steps + cfg.keep_training
                         log(cfg, bar, f"solved at {prog.solve_wall_s:.1f} s, {prog.env_steps:,} env "
                                       f"steps: {prog.consecutive} rounds of {cfg.eval_episodes} "
                                       "episodes all at 500")
@@ -329,7 +324,8 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
                 flush_csvs()
                 last_csv_flush = now
                 timer.add("logging", time.perf_counter() - ts)
-            if prog.solved and prog.env_steps >= post_solve_target:
+            # Derived from checkpointed state, so a run resumed after its solve stops correctly.
+            if prog.solved and prog.env_steps >= prog.solve_env_steps + cfg.keep_training:
                 stop_reason = "solved"
                 break
             if prog.env_steps >= cfg.max_env_steps:
@@ -371,7 +367,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
             ts = time.perf_counter()
             plot_training(prog.metrics_rows, prog.eval_rows, run / FIGURE_PNG)
             try:
-                record_demo(greedy, run / DEMO_GIF, seed=cfg.seed)
+                record_demo(qnet.greedy, run / DEMO_GIF, seed=cfg.seed)
             except RuntimeError as e:
                 log(cfg, None, f"demo video skipped: {e}")
             if live_plot is not None:

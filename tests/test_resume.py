@@ -56,3 +56,22 @@ def test_kill_9_then_resume_finishes_and_keeps_history(tmp_path):
     assert [int(r["round"]) for r in evals] == list(range(1, len(evals) + 1))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["resolved"]["resumed"] is True
+
+
+def test_resume_a_solved_run_to_keep_training(tmp_path):
+    """A run that solved and stopped can be resumed with more --keep-training: it starts solved,
+    trains the extra steps past its solve, and keeps its solve record."""
+    run_dir = tmp_path / "solved"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base = [sys.executable, str(ROOT / "cartpole.py"), "--quiet", "--no-profile"]
+    first = subprocess.run(base + ["--log-dir", str(run_dir), "--seed", "3"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    solved = json.loads((run_dir / "summary.json").read_text())
+    again = subprocess.run(base + ["--resume", str(run_dir), "--keep-training", "8192"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["solved"] and after["solve_env_steps"] == solved["solve_env_steps"]
+    assert after["total_env_steps"] >= solved["solve_env_steps"] + 8192
+    assert after["post_solve_rounds"] > 0
