@@ -152,7 +152,12 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = N
     prog = Progress()
     if resume:
         state = checkpointer.restore_latest()
-        prog = Progress(**state["progress"])
+        try:
+            prog = Progress(**state["progress"])
+        except (KeyError, TypeError) as e:
+            from checkpoints import CheckpointError
+            raise CheckpointError(f"checkpoint state in {run / 'checkpoints'} does not fit this "
+                                  f"version ({type(e).__name__}: {e})") from None
         act_rng.bit_generator.state = prog.act_rng_state
         qnet.set_weights(agent.numpy_weights())
         prog.resumed_from_env_steps = prog.env_steps

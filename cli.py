@@ -108,10 +108,14 @@ def passthrough_args(argv: list[str]) -> list[str]:
 
 def resume_config(run_dir: str, args: argparse.Namespace) -> TrainConfig:
     """The stored config of a run, with its log dir; budgets given on this command line win."""
-    from checkpoints import latest_checkpoint, read_state
+    from checkpoints import CheckpointError, latest_checkpoint, read_state
     latest = latest_checkpoint(run_dir)  # CheckpointError if there is none
-    stored = read_state(latest)["config"]
-    cfg = TrainConfig.from_dict(stored).replace(log_dir=str(run_dir), quiet=args.quiet)
+    try:
+        stored = read_state(latest)["config"]
+        cfg = TrainConfig.from_dict(stored).replace(log_dir=str(run_dir), quiet=args.quiet)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {latest} holds no usable config "
+                              f"({type(e).__name__}: {e}); was it written by another version?") from None
     defaults = build_parser().parse_args([])
     for name in ("max_env_steps", "max_seconds", "keep_training"):
         if getattr(args, name) != getattr(defaults, name):

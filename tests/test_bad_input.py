@@ -104,7 +104,8 @@ def short_run(tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.parametrize("damage", ["truncate_data", "garbage_index", "missing_state"])
+@pytest.mark.parametrize("damage", ["truncate_data", "garbage_index", "missing_state",
+                                    "state_from_another_version"])
 def test_resume_corrupt_checkpoint(short_run, tmp_path, damage):
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)
@@ -115,9 +116,15 @@ def test_resume_corrupt_checkpoint(short_run, tmp_path, damage):
     elif damage == "garbage_index":
         for index in ckpt.glob("ckpt-*.index"):
             index.write_bytes(b"\x00garbage" * 10)
-    else:
+    elif damage == "missing_state":
         for state in ckpt.glob("state-*.json"):
             state.unlink()
+    else:
+        import json
+        for state in ckpt.glob("state-*.json"):
+            data = json.loads(state.read_text())
+            data["progress"]["field_from_the_future"] = 1
+            state.write_text(json.dumps(data))
     proc = run_cli("--resume", str(run_dir))
     assert_one_line_error(proc, "checkpoint")
 
