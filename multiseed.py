@@ -288,8 +288,17 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     running: list[_Child] = []
     n_solved = n_failed = n_done = 0
 
-    def launch(seed: int) -> None:
+    def fail_to_start(seed: int, started: float, error: str) -> None:
+        """Record a seed whose process never ran (no log dir, no executable); go on."""
         nonlocal n_failed, n_done
+        n_failed += 1
+        n_done += 1
+        manifest.set(seed, state="failed", exit_code=None, started=started, wall_s=0.0,
+                     error=error, tail=[])
+        say(f"seed {seed}: {error}")
+        bar.update(1)
+
+    def launch(seed: int) -> None:
         sdir = seed_dir(log_dir, seed)
         argv = [*command, "--seed", str(seed), "--log-dir", str(sdir), "--quiet", *train_args]
         started = time.time()
@@ -297,13 +306,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
             sdir.mkdir(parents=True, exist_ok=True)
             log_file = open(sdir / OUTPUT_LOG, "wb")
         except OSError as e:
-            n_failed += 1
-            n_done += 1
-            manifest.set(seed, state="failed", exit_code=None, started=started, wall_s=0.0,
-                         error=f"cannot write {sdir}: {e.strerror or e}", tail=[])
-            say(f"seed {seed}: cannot write its log dir: {e.strerror or e}")
-            bar.update(1)
-            return
+            return fail_to_start(seed, started, f"cannot write {sdir}: {e.strerror or e}")
         try:
             # Own session: a terminal Ctrl-C reaches only this runner, which then stops the
             # children in order, instead of every process getting SIGINT at once mid-write.
@@ -312,13 +315,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
                                     start_new_session=os.name == "posix")
         except OSError as e:
             log_file.close()
-            n_failed += 1
-            n_done += 1
-            manifest.set(seed, state="failed", exit_code=None, started=started, wall_s=0.0,
-                         error=f"cannot start {command[0]}: {e.strerror or e}", tail=[])
-            say(f"seed {seed}: cannot start {command[0]}: {e.strerror or e}")
-            bar.update(1)
-            return
+            return fail_to_start(seed, started, f"cannot start {command[0]}: {e.strerror or e}")
         # Tracked before anything else can raise, so a Ctrl-C here still stops this child.
         running.append(_Child(seed, proc, log_file, started, time.monotonic()))
         manifest.set(seed, state="running", started=started, pid=proc.pid, argv=argv)

@@ -1,9 +1,7 @@
 """Bad input and faults: each gives one line on stderr, exit code 2, and no traceback."""
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
