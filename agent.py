@@ -55,7 +55,7 @@ class DoubleDQNAgent(tf.Module):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
-        self.mixed_precision = mixed_precision
+        self.mixed_precision, self.hidden = mixed_precision, tuple(hidden)
         # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
         # (500 for CartPole at gamma .998). Capping the target there stops the runaway
         # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
@@ -129,9 +129,19 @@ class DoubleDQNAgent(tf.Module):
                 "learn_steps": self.learn_steps}
 
     def export(self, path: str) -> None:
-        """Write the online network as a `.keras` file that plain Keras can load (obs -> Q)."""
+        """Write the online network as a `.keras` file that plain Keras can load (obs -> Q).
+
+        Always a float32 network: under mixed precision the hidden layers compute in float16
+        during learning, but their variables are float32, and the trainer scores (solve rule,
+        confirmation) with exactly those float32 weights in NumPy. Exporting them in a float32
+        model makes best.keras, --evaluate and the score play one and the same network.
+        """
+        model = self.online
+        if self.mixed_precision:
+            model = build_q_network(self.obs_size, self.num_actions, self.hidden, "float32", "online")
+            model.set_weights(self.online.get_weights())
         tmp = f"{path}.tmp.keras"  # Keras insists on the extension; rename makes it atomic.
-        self.online.save(tmp)
+        model.save(tmp)
         os.replace(tmp, path)
 
 

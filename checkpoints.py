@@ -19,14 +19,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from errors import CheckpointError
 from run_log import CHECKPOINT_DIR, atomic_write_json
 from tf_import import import_tensorflow
 
 tf = import_tensorflow()
-
-
-class CheckpointError(RuntimeError):
-    """A missing, empty or unreadable checkpoint; the message is one line for the user."""
 
 
 class Checkpointer:

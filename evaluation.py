@@ -111,12 +111,40 @@ def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
     return EvalResult(np.concatenate(returns), episodes, False)
 
 
+def load_saved_network(path: str | Path) -> tuple[NumpyQNetwork, Path]:
+    """The Q-network of a saved `.keras` file (or a run directory's best/final model) as the
+    NumPy network the trainer scores with, so a saved model plays exactly as it was judged.
+
+    Raises `ConfigError` with a one-line message for a missing, corrupt or wrongly shaped model,
+    or one that is not a plain stack of Dense layers (`load_saved_policy` plays those too).
+    """
+    from config import ConfigError
+    model, p = _load_keras_model(path)
+    import keras
+    if not all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
+        raise ConfigError(f"model {p} is not a stack of Dense layers")
+    return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]), p
+
+
 def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
     """Greedy policy of a saved `.keras` Q-network (or a run directory's best/final model).
 
-    Raises `ConfigError` with a one-line message for a missing, corrupt or wrongly shaped model.
-    Keras is imported here, not at module import, so plain evaluation stays TensorFlow-free.
+    Dense stacks (every model this project writes) play through the same NumPy forward pass the
+    trainer scores with; any other Keras model that maps 4 observations to 2 Q-values plays
+    through Keras. Raises `ConfigError` (one line) for a missing, corrupt or misshapen model.
     """
+    model, p = _load_keras_model(path)
+    import keras
+    if all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
+        return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]).greedy, p
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.argmax(np.asarray(model(obs, training=False)), axis=1)
+    return act, p
+
+
+def _load_keras_model(path: str | Path):
+    """Find and load a model; Keras is imported here, so plain evaluation stays TF-free."""
     from config import ConfigError
     from run_log import BEST_MODEL, FINAL_MODEL, MODEL_DIR
 
@@ -139,9 +167,4 @@ def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
     if len(in_shape) != 2 or in_shape[-1] != 4 or out_shape[-1] != 2:
         raise ConfigError(f"model {p} maps {in_shape} -> {out_shape}; CartPole needs (None, 4) -> (None, 2)")
-    if all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
-        return NumpyQNetwork([np.asarray(w) for w in model.get_weights()]).greedy, p
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return np.argmax(np.asarray(model(obs, training=False)), axis=1)
-    return act, p
+    return model, p

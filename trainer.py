@@ -1,0 +1,588 @@
+"""The training run: a `Trainer` whose construction is the set-up and whose loop is named phases.
+
+    Trainer(cfg)                       set-up: log dir, TensorFlow, env, replay, agent, restore
+    .run()
+      while not stop_reason():
+        collect()                      train_every vector steps, epsilon-greedy, NumPy policy
+        learn()                        ONE TensorFlow call: store the chunk, run the learning steps
+        record()                       metrics row, diagnostics, progress bar, observers
+        evaluate()        (when due)   greedy round on standard CartPole-v1; solve rule (rules.py)
+        checkpoint()      (when due)   TF variables + Progress, CSVs flushed
+      wrap_up()                        final checkpoint, confirmation, models, figure, summary
+
+Everything about the run's position is in `Progress`, which every checkpoint carries, so a
+resumed run continues exactly where the checkpoint left it. Evaluation, checkpointing and the
+solve/stop decisions are outside the learning algorithm (`agent.py`), as in Stable-Baselines3.
+Observers (TensorBoard, the live window) receive every row; they never steer the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import rules
+from config import TrainConfig, linear_schedule
+from errors import CheckpointError, TrainingFault
+from metrics import EVAL_COLUMNS, METRICS_COLUMNS
+from run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
+                     MODEL_DIR, SUMMARY_JSON, TIMINGS_JSON, RunDir)
+
+PROJECT_DIR = Path(__file__).resolve().parent
+CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
+CONFIRM_ROUND = 10**6     # eval_seed index of the confirmation, far from any real round
+
+
+@dataclass
+class Progress:
+    """Everything about a run's position that a checkpoint must carry (besides TF variables)."""
+    env_steps: int = 0
+    vector_steps: int = 0
+    learn_steps: int = 0
+    episodes: int = 0
+    # The solve rule's state (rules.SolveState, flattened for JSON).
+    rounds: int = 0
+    consecutive: int = 0
+    solved_at_round: int | None = None
+    post_solve_rounds: int = 0
+    post_solve_passed: int = 0
+    solve_wall_s: float | None = None
+    solve_env_steps: int | None = None
+    solve_learn_steps: int | None = None
+    best_eval_mean: float = 0.0
+    wall_before: float = 0.0          # seconds spent in earlier sessions of a resumed run
+    resumed_from_env_steps: int | None = None
+    metrics_rows: list[dict[str, Any]] = field(default_factory=list)
+    eval_rows: list[dict[str, Any]] = field(default_factory=list)
+    act_rng_state: dict[str, Any] | None = None
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_at_round is not None
+
+    @property
+    def solve_state(self) -> rules.SolveState:
+        return rules.SolveState(self.rounds, self.consecutive, self.solved_at_round,
+                                self.post_solve_rounds, self.post_solve_passed)
+
+    def set_solve_state(self, s: rules.SolveState) -> None:
+        self.rounds, self.consecutive, self.solved_at_round = s.rounds, s.consecutive, s.solved_at_round
+        self.post_solve_rounds, self.post_solve_passed = s.post_solve_rounds, s.post_solve_passed
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], where: Path) -> "Progress":
+        try:
+            prog = cls(**state["progress"])
+            if not isinstance(prog.act_rng_state, dict):
+                raise TypeError("act_rng_state missing")
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint state in {where} does not fit this version "
+                                  f"({type(e).__name__}: {e})") from None
+        return prog
+
+
+class Timer:
+    """Wall seconds by component, for timings.json; perf_counter costs ~0.1 µs a call."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, dt: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+
+def eval_seed(seed: int, round_index: int) -> int:
+    """Distinct, reproducible episode seeds for each evaluation round (and the confirmation)."""
+    return (seed * 7919 + 1) * 100_003 + round_index * 10_007
+
+
+def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = None,
+          resume: bool = False, t0: float | None = None, profiler: Any = None) -> dict[str, Any]:
+    """Run one training run into `cfg.log_dir` and return its summary (also in summary.json).
+
+    `t0` is the clock origin for reported times (the CLI passes the Python process's start);
+    `on_eval` receives every evaluation row as it happens (the sweep reports them to Ray Tune).
+    Raises ConfigError, LogDirError, CheckpointError or TrainingFault with one-line messages.
+    """
+    return Trainer(cfg, on_eval=on_eval, resume=resume, t0=t0, profiler=profiler).run()
+
+
+class Trainer:
+    """One training run. Construct (set-up), then `run()` (the loop and the wrap-up)."""
+
+    # --- set-up ------------------------------------------------------------------------------
+    def __init__(self, cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = None,
+                 resume: bool = False, t0: float | None = None, profiler: Any = None):
+        self.t0 = time.time() if t0 is None else t0
+        self.clock_origin = "python process start" if t0 is not None else "train() call"
+        self.timer, self.profiler, self.on_eval, self.resume = Timer(), profiler, on_eval, resume
+        cfg = cfg.validate()
+        if cfg.seed is None:
+            cfg = cfg.replace(seed=int(np.random.SeedSequence().entropy % (2**31)))
+        mode = "resume" if resume else ("overwrite" if getattr(cfg, "overwrite", False) else "new")
+        self.run_dir = RunDir.prepare(cfg.log_dir, mode)
+        self.cfg = cfg = cfg.replace(log_dir=str(self.run_dir.path))
+        self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
+                 + (", resuming from its latest checkpoint" if resume else ""))
+        t = time.time()
+        self._import_tensorflow()
+        self.timer.add("import", time.time() - t)
+        t = time.time()
+        self._build()
+        self.prog = self._restore() if resume else Progress()
+        self._prepare_loop()
+        self.timer.add("setup", time.time() - t)
+
+    def _import_tensorflow(self) -> None:
+        from tf_import import enable_xla_cache, import_tensorflow
+        cfg = self.cfg
+        self.xla_cache_dir = enable_xla_cache() if cfg.xla_cache and cfg.xla != "off" else None
+        self.tf = import_tensorflow()
+
+    def _build(self) -> None:
+        """Seed everything, then the env, the replay buffer, the agent and the fused call."""
+        import keras
+
+        import evaluation
+        from agent import DoubleDQNAgent, make_store_and_learn
+        from checkpoints import Checkpointer
+        from diagnostics import DoomedStates
+        from rewards import get_reward_fn
+        from sumtree_tf import PrioritizedReplayBuffer
+        from vec_env_tf import TFWrappedVecEnv
+        cfg, tf = self.cfg, self.tf
+        keras.utils.set_random_seed(cfg.seed)
+        set_tf_threads(tf, cfg.threads)
+        # No tf.config.experimental.enable_op_determinism(): it doubled the XLA step time here, and
+        # is not needed on the CPU because every scatter we issue is order-independent (unique ring
+        # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
+        self.device, self.mixed, self.xla = resolve_device_and_precision(cfg)
+        self.env = TFWrappedVecEnv(num_envs=cfg.num_envs, seed=cfg.seed)
+        with tf.device(self.device):
+            self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, self.env.observation_size,
+                                                  alpha=cfg.alpha, seed=cfg.seed + 1)
+            self.agent = DoubleDQNAgent(
+                self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
+                tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
+                mixed_precision=self.mixed)
+            self.store_and_learn = make_store_and_learn(
+                self.agent, self.buffer, get_reward_fn(cfg.reward), cfg.batch_size,
+                jit_compile=self.xla)
+        self.checkpointer = Checkpointer(self.run_dir.path,
+                                         {**self.agent.checkpoint_variables(), "buffer": self.buffer})
+        self.qnet = evaluation.NumpyQNetwork(self.agent.numpy_weights())
+        self.act_rng = np.random.default_rng([cfg.seed, 7])
+        self.doomed = DoomedStates(self.env.observation_size)
+
+    def _restore(self) -> Progress:
+        state = self.checkpointer.restore_latest()
+        prog = Progress.from_checkpoint(state, self.run_dir / "checkpoints")
+        self.act_rng.bit_generator.state = prog.act_rng_state
+        self.qnet.set_weights(self.agent.numpy_weights())
+        prog.resumed_from_env_steps = prog.env_steps
+        return prog
+
+    def _prepare_loop(self) -> None:
+        from collection import ChunkLayout, EpsilonSchedule
+        cfg, tf = self.cfg, self.tf
+        self.layout = ChunkLayout(self.env.observation_size)
+        self.epsilon = EpsilonSchedule(cfg.eps_start, cfg.eps_final, cfg.eps_decay_steps)
+        self.chunk = np.zeros((cfg.train_every, cfg.num_envs, self.layout.width), np.float32)
+        # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
+        self.obs = self.env.reset_numpy(
+            seed=cfg.seed + 1000 * (self.prog.env_steps // max(cfg.num_envs, 1)))
+        record = config_record(cfg, self.device, self.mixed, self.xla, self.resume)
+        record["resolved"]["xla_cache_dir"] = self.xla_cache_dir
+        record["resolved"]["tf_threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
+                                            tf.config.threading.get_inter_op_parallelism_threads()]
+        self.run_dir.write_json(CONFIG_JSON, record)
+        self.run_dir.copy_scripts(PROJECT_DIR)
+        self.observers = make_observers(cfg, self.run_dir, record, self.resume)
+        import psutil
+        self.proc = psutil.Process()
+        self.peak_rss = self.proc.memory_info().rss
+        self.bar = progress_bar(cfg)
+        self.session_start = time.time()
+        self.last_csv_flush = self.last_ckpt_time = self.session_start
+        self.last_ckpt_steps = self.prog.env_steps
+        self.first_call, self.current_lr = True, None
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        reason = None
+        try:
+            while reason is None:
+                eps = self.collect()
+                stats, n_learn, lr, beta = self.learn()
+                self.record(stats, n_learn, eps, lr, beta)
+                if self.evaluation_due():
+                    self.evaluate()
+                self.checkpoint_if_due()
+                reason = self.stop_reason()
+        except OSError as e:
+            raise self._write_fault(e) from None
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        try:
+            return self.wrap_up(reason)
+        except OSError as e:
+            raise self._write_fault(e) from None
+
+    def wall(self) -> float:
+        """Seconds since the clock origin, across resumed sessions."""
+        return self.prog.wall_before + (time.time() - self.t0)
+
+    def collect(self) -> float:
+        """Fill the chunk with `train_every` vector steps; return the last epsilon."""
+        from collection import collect_chunk
+        ts = time.perf_counter()
+        prog, cfg = self.prog, self.cfg
+        self.obs, eps, t_env = collect_chunk(self.env, self.qnet, self.act_rng, self.obs, self.chunk,
+                                             self.layout, self.epsilon, prog.vector_steps)
+        prog.vector_steps += cfg.train_every
+        prog.env_steps += cfg.train_every * cfg.num_envs
+        self.timer.add("env_step", t_env)
+        self.timer.add("act_and_pack", time.perf_counter() - ts - t_env)
+        return eps
+
+    def learn(self) -> tuple[Any, int, float, float]:
+        """The one TensorFlow call per chunk: store it, then run the learning steps."""
+        from tf_import import benign_native_stderr_hidden
+        ts = time.perf_counter()
+        prog, cfg, tf = self.prog, self.cfg, self.tf
+        n_learn = cfg.learn_steps_per_call if prog.env_steps >= cfg.learning_starts else 0
+        beta = linear_schedule(cfg.beta_start, cfg.beta_final, cfg.beta_steps, prog.learn_steps)
+        lr = cfg.learning_rate(prog.learn_steps, prog.solved)
+        if lr != self.current_lr:
+            self.agent.set_learning_rate(lr)
+            self.current_lr = lr
+        args = (tf.convert_to_tensor(self.chunk.reshape(-1, self.layout.width)),
+                tf.constant(n_learn, tf.int32), tf.constant(beta, tf.float32))
+        if self.first_call:  # XLA compiles (or loads from its cache) here, with native log lines
+            with benign_native_stderr_hidden():
+                stats = self.store_and_learn(*args)
+        else:
+            stats = self.store_and_learn(*args)
+        self.qnet.set_weights([w.numpy() for w in stats.weights])
+        prog.learn_steps += n_learn
+        self._time_learning_call(time.perf_counter() - ts)
+        loss = float(stats.loss)
+        if not np.isfinite(loss):
+            raise TrainingFault(
+                f"non-finite loss ({loss}) at learning step {prog.learn_steps} "
+                f"(env step {prog.env_steps}); stopped, last good checkpoint kept in "
+                f"{self.run_dir / 'checkpoints'}")
+        return stats, n_learn, lr, beta
+
+    def _time_learning_call(self, dt: float) -> None:
+        if not self.first_call:
+            self.timer.add("store_and_learn", dt)
+            return
+        self.timer.add("first_call_trace_compile", dt)
+        self.first_call = False
+        if self.profiler is not None:
+            # Profile from here on: the training loop, evaluation and wrap-up, the parts a user
+            # can act on. Under cProfile TensorFlow's import and tracing (all Python) ran ~1.5 s
+            # slower; timings.json times them instead.
+            self.profiler.enable()
+
+    def record(self, stats: Any, n_learn: int, eps: float, lr: float, beta: float) -> None:
+        """One metrics row (names from metrics.py), the progress bar and the observers."""
+        from diagnostics import action_gap
+        ts = time.perf_counter()
+        prog = self.prog
+        returns, lengths = self.env.pop_finished_episodes()
+        prog.episodes += len(returns)
+        flat = self.chunk.reshape(-1, self.layout.width)
+        self.doomed.add(flat[:, self.layout.obs], flat[:, self.layout.terminated])
+        rss = self.proc.memory_info().rss
+        self.peak_rss = max(self.peak_rss, rss)
+        elapsed = time.time() - self.session_start
+        learned = n_learn > 0
+        row = {
+            "wall_s": self.wall(), "env_steps": prog.env_steps, "learn_steps": prog.learn_steps,
+            "epsilon": eps, "lr": lr, "beta": beta,
+            "loss": float(stats.loss) if learned else None,
+            "mean_q": float(stats.mean_q) if learned else None,
+            "action_gap": action_gap(self.qnet, self.obs),
+            "doomed_max_q": self.doomed.max_q(self.qnet),
+            "episodes": prog.episodes,
+            "train_return_mean": float(np.mean(returns)) if len(returns) else None,
+            "train_return_max": float(np.max(returns)) if len(returns) else None,
+            "steps_per_s": (prog.env_steps - (prog.resumed_from_env_steps or 0)) / max(elapsed, 1e-9),
+            "rss_mb": rss / 2**20}
+        prog.metrics_rows.append(row)
+        self._update_bar(eps)
+        self.notify("on_metrics", row)
+        if len(returns):
+            self.notify("on_episodes", prog.env_steps, returns, lengths)
+        self.timer.add("logging", time.perf_counter() - ts)
+
+    def _update_bar(self, eps: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(self.cfg.train_every * self.cfg.num_envs)
+        rows = self.prog.eval_rows
+        last = f"{rows[-1]['mean']:.0f}" if rows else "-"
+        self.bar.set_postfix_str(f"eps {eps:.2f} eval {last:>5} "
+                                 f"rounds {self.prog.consecutive}/{self.cfg.solve_rounds}",
+                                 refresh=False)
+
+    def notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is not None:
+                method(*args)
+
+    def evaluation_due(self) -> bool:
+        prog, cfg = self.prog, self.cfg
+        return prog.learn_steps > 0 and prog.vector_steps % cfg.eval_every < cfg.train_every
+
+    def evaluate(self) -> None:
+        """A greedy round of `eval_episodes` on standard CartPole-v1, played out in full."""
+        import evaluation
+        ts = time.perf_counter()
+        prog, cfg = self.prog, self.cfg
+        res = evaluation.evaluate(self.qnet.greedy, cfg.eval_episodes,
+                                  seed=eval_seed(cfg.seed, prog.rounds),
+                                  num_envs=min(cfg.eval_episodes, 64))
+        was_solved = prog.solved
+        prog.set_solve_state(rules.after_round(prog.solve_state, res.passed, cfg.solve_rounds))
+        s = res.stats()
+        prog.best_eval_mean = max(prog.best_eval_mean, s["mean"])
+        row = {"round": prog.rounds, "wall_s": self.wall(), "env_steps": prog.env_steps,
+               "learn_steps": prog.learn_steps, **s, "passed": int(res.passed),
+               "consecutive": prog.consecutive}
+        prog.eval_rows.append(row)
+        self.timer.add("eval", time.perf_counter() - ts)
+        if prog.solved and not was_solved:
+            self._on_solved()
+        if prog.consecutive >= cfg.solve_rounds:
+            ts = time.perf_counter()
+            # best.keras is the latest model that passed the solve rounds.
+            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL))
+            self.timer.add("export", time.perf_counter() - ts)
+        self.notify("on_eval", row)
+        if self.on_eval is not None:
+            self.on_eval(dict(row))
+
+    def _on_solved(self) -> None:
+        prog = self.prog
+        prog.solve_wall_s, prog.solve_env_steps = self.wall(), prog.env_steps
+        prog.solve_learn_steps = prog.learn_steps
+        self.say(f"solved at {prog.solve_wall_s:.1f} s from {self.clock_origin}, "
+                 f"{prog.env_steps:,} env steps: {prog.consecutive} rounds of "
+                 f"{self.cfg.eval_episodes} episodes all at 500")
+        self.notify("on_solve", {"solve_wall_s": prog.solve_wall_s,
+                                 "solve_env_steps": prog.solve_env_steps,
+                                 "solve_learn_steps": prog.solve_learn_steps})
+
+    def checkpoint_if_due(self) -> None:
+        now, cfg = time.time(), self.cfg
+        if (self.prog.env_steps - self.last_ckpt_steps >= cfg.checkpoint_every
+                or now - self.last_ckpt_time >= cfg.checkpoint_seconds):
+            self.checkpoint()
+        elif now - self.last_csv_flush >= CSV_FLUSH_SECONDS:
+            ts = time.perf_counter()
+            self.flush_csvs()
+            self.last_csv_flush = now
+            self.timer.add("logging", time.perf_counter() - ts)
+
+    def checkpoint(self) -> None:
+        ts = time.time()
+        prog = self.prog
+        self.flush_csvs()
+        prog.act_rng_state = self.act_rng.bit_generator.state
+        snapshot = dataclasses.asdict(prog)
+        snapshot["wall_before"] = self.wall()
+        try:
+            self.checkpointer.save(prog.env_steps, {"progress": snapshot, "config": self.cfg.to_dict()})
+        except self.tf.errors.OpError as e:  # TensorFlow reports disk-full and permissions so
+            raise OSError(f"checkpoint write failed: {e.message.splitlines()[0][:160]}") from None
+        self.last_ckpt_time, self.last_ckpt_steps = time.time(), prog.env_steps
+        self.notify("on_checkpoint")
+        self.timer.add("checkpoint", time.time() - ts)
+
+    def flush_csvs(self) -> None:
+        self.run_dir.write_csv(METRICS_CSV, METRICS_COLUMNS, self.prog.metrics_rows)
+        self.run_dir.write_csv(EVAL_CSV, EVAL_COLUMNS, self.prog.eval_rows)
+
+    def stop_reason(self) -> str | None:
+        prog, cfg = self.prog, self.cfg
+        return rules.stop_reason(prog.env_steps, self.wall(), prog.solve_env_steps,
+                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds)
+
+    # --- wrap-up -----------------------------------------------------------------------------
+    def wrap_up(self, reason: str) -> dict[str, Any]:
+        """Final checkpoint, final model, confirmation of best.keras, figure, demo, summary."""
+        end_wall = self.wall()
+        self.checkpoint()
+        ts = time.perf_counter()
+        self.agent.export(str(self.run_dir / MODEL_DIR / FINAL_MODEL))
+        self.timer.add("export", time.perf_counter() - ts)
+        best_net = self._load_best() if self.prog.solved else None
+        confirm = self.confirm(best_net) if best_net is not None else {}
+        self.write_figure()
+        demo = self.write_demo(best_net) if self.cfg.graphics else None
+        self.flush_csvs()
+        summary = self.summary(reason, end_wall, confirm)
+        self.run_dir.write_json(SUMMARY_JSON, summary)
+        self.run_dir.write_json(TIMINGS_JSON, {
+            "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
+            "total_wall_s": end_wall, "clock_origin": self.clock_origin,
+            "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
+                    "act_and_pack = NumPy acting and packing; wall from the clock origin"})
+        self.notify("on_end", summary)
+        self.env.close()
+        self._say_where_it_wrote(summary, demo)
+        return summary
+
+    def _load_best(self):
+        """The network that passed the solve rounds, as exported (what --evaluate plays)."""
+        import evaluation
+        net, _path = evaluation.load_saved_network(self.run_dir / MODEL_DIR / BEST_MODEL)
+        return net
+
+    def confirm(self, best_net: Any) -> dict[str, Any]:
+        """`confirm_episodes` never-seen episodes with best.keras, reported, never judged."""
+        import evaluation
+        if not self.cfg.confirm_episodes:
+            return {}
+        ts = time.perf_counter()
+        res = evaluation.evaluate(best_net.greedy, self.cfg.confirm_episodes,
+                                  seed=eval_seed(self.cfg.seed, CONFIRM_ROUND), num_envs=64)
+        confirm = res.stats()
+        self.timer.add("confirm", time.perf_counter() - ts)
+        self.say(f"confirmation: {confirm['at_500']}/{confirm['episodes']} never-seen episodes at "
+                 f"500 with {MODEL_DIR}/{BEST_MODEL} (mean {confirm['mean']:.1f}, "
+                 f"min {confirm['min']:.0f})")
+        return confirm
+
+    def write_figure(self) -> None:
+        from plots import plot_training
+        ts = time.perf_counter()
+        plot_training(self.prog.metrics_rows, self.prog.eval_rows, self.run_dir / FIGURE_PNG)
+        self.timer.add("plot", time.perf_counter() - ts)
+
+    def write_demo(self, best_net: Any) -> Path | None:
+        """A greedy episode of best.keras (the model that solved), or of the final network."""
+        from video import record_demo
+        ts = time.perf_counter()
+        net = best_net if best_net is not None else self.qnet
+        try:
+            info = record_demo(net.greedy, self.run_dir / demo_name(self.cfg), seed=self.cfg.seed,
+                               **demo_format(self.cfg))
+        except RuntimeError as e:
+            self.say(f"demo video skipped: {e}")
+            return None
+        finally:
+            self.timer.add("graphics", time.perf_counter() - ts)
+        return Path(info["path"])
+
+    def summary(self, reason: str, end_wall: float, confirm: dict[str, Any]) -> dict[str, Any]:
+        from cli import EXIT_SOLVED, EXIT_UNSOLVED
+        prog = self.prog
+        return {
+            "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
+            "solve_env_steps": prog.solve_env_steps, "solve_learn_steps": prog.solve_learn_steps,
+            "clock_origin": self.clock_origin,
+            "confirm_mean_return": confirm.get("mean"), "confirm_min_return": confirm.get("min"),
+            "confirm_episodes": confirm.get("episodes", 0), "confirm_at_500": confirm.get("at_500"),
+            "confirm_model": f"{MODEL_DIR}/{BEST_MODEL}" if confirm else None,
+            "total_wall_s": end_wall, "total_env_steps": prog.env_steps,
+            "total_learn_steps": prog.learn_steps, "eval_rounds": prog.rounds,
+            "best_eval_mean": prog.best_eval_mean, "post_solve_rounds": prog.post_solve_rounds,
+            "post_solve_passed": prog.post_solve_passed,
+            "post_solve_pass_fraction": (prog.post_solve_passed / prog.post_solve_rounds
+                                         if prog.post_solve_rounds else None),
+            "stop_reason": reason, "exit_code": EXIT_SOLVED if prog.solved else EXIT_UNSOLVED,
+            "seed": self.cfg.seed, "peak_rss_mb": self.peak_rss / 2**20,
+            "resumed_from_env_steps": prog.resumed_from_env_steps,
+            "store_and_learn_traces": self.store_and_learn.experimental_get_tracing_count(),
+        }
+
+    def _say_where_it_wrote(self, summary: dict[str, Any], demo: Path | None) -> None:
+        d = self.run_dir.path
+        if not summary["solved"]:
+            self.say(f"not solved: stopped by {summary['stop_reason']} after "
+                     f"{summary['total_env_steps']:,} env steps; best round mean "
+                     f"{summary['best_eval_mean']:.1f}")
+        files = [d / SUMMARY_JSON, d / FIGURE_PNG]
+        if summary["solved"]:
+            files.append(d / MODEL_DIR / BEST_MODEL)
+        files += [demo] if demo is not None else []
+        self.say("wrote " + ", ".join(str(f) for f in files))
+
+    def say(self, message: str) -> None:
+        if self.cfg.quiet:
+            return
+        bar = getattr(self, "bar", None)
+        if bar is not None:
+            bar.write(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def _write_fault(self, e: OSError) -> TrainingFault:
+        return TrainingFault(f"cannot write to {self.run_dir.path}: {e.strerror or e}; stopped, "
+                             f"last good checkpoint kept in {self.run_dir / 'checkpoints'}")
+
+
+# --- small helpers the trainer uses ----------------------------------------------------------
+def set_tf_threads(tf: Any, threads: int) -> None:
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TensorFlow already ran in this process (tests, Ray workers): keep its setting
+
+
+def resolve_device_and_precision(cfg: TrainConfig) -> tuple[str, bool, bool]:
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    device = "/GPU:0" if gpus else "/CPU:0"
+    mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
+    return device, mixed, cfg.xla != "off"
+
+
+def demo_name(cfg: TrainConfig) -> str:
+    return f"cartpole_demo.{getattr(cfg, 'video_format', 'gif')}"
+
+
+def demo_format(cfg: TrainConfig) -> dict[str, Any]:
+    fmt = getattr(cfg, "video_format", None)
+    return {"fmt": fmt} if fmt else {}
+
+
+def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any], resumed: bool) -> list:
+    """TensorBoard always; the live window with --graphics when a display is there."""
+    return []
+
+
+def config_record(cfg: TrainConfig, device: str, mixed: bool, xla: bool, resume: bool) -> dict:
+    import gymnasium
+    import keras
+    import tensorflow as tf
+    return {"config": cfg.to_dict(), "resolved": {
+        "device": device, "mixed_precision": mixed, "xla": xla, "resumed": resume,
+        "learn_steps_per_call": cfg.learn_steps_per_call,
+        "scored_and_exported_network": "float32 (the same weights in NumPy and in the .keras file)"},
+        "versions": {"python": sys.version.split()[0], "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "gymnasium": gymnasium.__version__,
+                     "numpy": np.__version__},
+        "argv": sys.argv}
+
+
+def progress_bar(cfg: TrainConfig):
+    if cfg.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=cfg.max_env_steps, unit="step", unit_scale=True, dynamic_ncols=True,
+                desc="training", mininterval=0.5)
