@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -130,6 +131,55 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+#: What a run writes at the top of its log dir (globs); `--overwrite` removes exactly these.
+RUN_FILES = (CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON, METRICS_CSV, EVAL_CSV, FIGURE_PNG,
+             "profile.*", "cartpole_demo.*", "events.out.tfevents.*")
+#: The subdirectories a run owns, with the files it writes in each. Only these files are
+#: removed, and the directory only once empty, so a file a user put there survives.
+RUN_SUBDIRS = {CHECKPOINT_DIR: ("checkpoint", "ckpt-*", "state-*.json"),
+               MODEL_DIR: (BEST_MODEL, FINAL_MODEL),
+               SCRIPTS_DIR: ("*.py", "*.sh", "requirements*.txt")}
+#: Any one of these shows that a directory already holds a run.
+RUN_MARKERS = (CONFIG_JSON, SUMMARY_JSON, METRICS_CSV, EVAL_CSV, f"{CHECKPOINT_DIR}/checkpoint",
+               f"{MODEL_DIR}/{BEST_MODEL}", f"{MODEL_DIR}/{FINAL_MODEL}")
+#: Leftovers of an interrupted write: `atomic_write_bytes` temporaries (anywhere in the run) and
+#: a Keras export's `<name>.tmp.keras` (model/).
+TEMP_GLOBS = (".*.tmp", "*.tmp.keras")
+PREPARE_MODES = ("new", "overwrite", "resume")
+
+
+def run_markers(path: str | os.PathLike) -> list[str]:
+    """The `RUN_MARKERS` present in `path` (empty if it holds no run or does not exist)."""
+    p = Path(path)
+    return [m for m in RUN_MARKERS if (p / m).is_file()]
+
+
+def _remove_run_files(p: Path) -> None:
+    """Remove what a run wrote into `p` (see RUN_FILES, RUN_SUBDIRS), nothing else."""
+    def unlink_files(d: Path, patterns: Iterable[str]) -> None:
+        for pattern in patterns:
+            for f in d.glob(pattern):
+                if f.is_file() or f.is_symlink():  # a directory matching is not ours
+                    f.unlink()
+
+    unlink_files(p, RUN_FILES)
+    for sub, patterns in RUN_SUBDIRS.items():
+        d = p / sub
+        if d.is_dir() and not d.is_symlink():
+            unlink_files(d, (*patterns, *TEMP_GLOBS))
+            if not any(d.iterdir()):
+                d.rmdir()
+
+
+def _remove_temporaries(p: Path) -> None:
+    """Remove leftovers of writes that were interrupted (a crash between write and rename)."""
+    for d in (p, *(p / sub for sub in RUN_SUBDIRS)):
+        for pattern in TEMP_GLOBS:
+            for f in d.glob(pattern):
+                if f.is_file():
+                    f.unlink()
+
+
 class RunDir:
     """A log directory that has been checked to be usable, with paths to everything in it."""
 
@@ -137,12 +187,31 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def prepare(cls, path: str | None) -> "RunDir":
-        """Create (or reuse) the directory and prove it is writable, with a one-line error if not."""
+    def prepare(cls, path: str | None, mode: str = "new") -> "RunDir":
+        """Check the directory for `mode`, make it ready and prove it writable; one-line errors.
+
+        "new": refuse a directory that already holds a run, so two runs never mix their files
+        (a second run would overwrite config.json while the first run's checkpoints stayed).
+        "overwrite": remove the run files of an earlier run first, keeping anything else.
+        "resume": the directory must hold a run. In every mode, temporaries left by an
+        interrupted write are removed.
+        """
+        if mode not in PREPARE_MODES:
+            raise ValueError(f"mode must be one of {PREPARE_MODES}, got {mode!r}")
         p = Path(path) if path else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         if p.exists() and not p.is_dir():
             raise LogDirError(f"log dir {p} exists and is not a directory")
+        used = run_markers(p)
+        if mode == "resume" and not used:
+            raise LogDirError(f"no run to resume in {p}" if p.is_dir() else f"no run directory at {p}")
+        if mode == "new" and used:
+            raise LogDirError(f"log dir {p} already holds a run ({', '.join(used[:2])}); continue "
+                              f"it with --resume {shlex.quote(str(p))} or replace it with --overwrite")
         try:
+            if mode == "overwrite" and p.is_dir():
+                _remove_run_files(p)
+            if p.is_dir():
+                _remove_temporaries(p)
             (p / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
             (p / MODEL_DIR).mkdir(exist_ok=True)
             atomic_write_text(p / ".write-test", "ok\n")
