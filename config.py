@@ -98,6 +98,13 @@ class TrainConfig:
     mixed_precision: str = field(default="auto", metadata=_opt(
         "mixed_float16 with loss scaling: auto (on only with a GPU), on, off.",
         choices=("auto", "on", "off")))
+    device: str = field(default="auto", metadata=_opt(
+        "Where the network trains: auto (the first GPU TensorFlow sees, else the CPU), cpu, or "
+        "gpu (a one-line error and exit 2 when there is none). Recorded in config.json.",
+        choices=("auto", "cpu", "gpu")))
+    gpu_memory_limit: int | None = field(default=None, metadata=_opt(
+        "Cap TensorFlow's memory on each visible GPU at this many MB; default: memory growth "
+        "(allocate on demand), so several runs can share one GPU."))
 
     # --- evaluation and stopping ----------------------------------------------------------
     eval_every: int = field(default=32, metadata=_opt(
@@ -178,6 +185,12 @@ class TrainConfig:
             raise ConfigError(f"--seed must be in [0, 2^31), got {self.seed}")
         if self.reward not in ("shaped", "standard"):
             raise ConfigError(f"--reward must be 'shaped' or 'standard', got {self.reward!r}")
+        # Device settings (devices.py acts on them once TensorFlow is imported). Checked here too
+        # because sweeps and config.json build configs without argparse's `choices`.
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"--device must be auto, cpu or gpu, got {self.device!r}")
+        if self.gpu_memory_limit is not None and not 0 < self.gpu_memory_limit <= 1 << 20:
+            raise ConfigError(f"--gpu-memory-limit must be in [1, {1 << 20}] MB, got {self.gpu_memory_limit}")
         return self
 
     def replace(self, **changes: Any) -> "TrainConfig":
