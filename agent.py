@@ -128,18 +128,20 @@ class DoubleDQNAgent(tf.Module):
                 "optimizer": [v.value for v in self.optimizer.variables],
                 "learn_steps": self.learn_steps}
 
-    def export(self, path: str) -> None:
-        """Write the online network as a `.keras` file that plain Keras can load (obs -> Q).
+    def export(self, path: str, weights: list[np.ndarray] | None = None) -> None:
+        """Write the online network (or these weights in its shape) as a `.keras` file that
+        plain Keras can load (obs -> Q).
 
         Always a float32 network: under mixed precision the hidden layers compute in float16
         during learning, but their variables are float32, and the trainer scores (solve rule,
         confirmation) with exactly those float32 weights in NumPy. Exporting them in a float32
         model makes best.keras, --evaluate and the score play one and the same network.
+        `weights` lets the trainer export the snapshot an evaluation round judged.
         """
         model = self.online
-        if self.mixed_precision:
+        if self.mixed_precision or weights is not None:
             model = build_q_network(self.obs_size, self.num_actions, self.hidden, "float32", "online")
-            model.set_weights(self.online.get_weights())
+            model.set_weights(self.online.get_weights() if weights is None else weights)
         tmp = f"{path}.tmp.keras"  # Keras insists on the extension; rename makes it atomic.
         model.save(tmp)
         os.replace(tmp, path)

@@ -35,6 +35,10 @@ class NumpyQNetwork:
         self.layers = [(np.asarray(weights[i], np.float32), np.asarray(weights[i + 1], np.float32))
                        for i in range(0, len(weights), 2)]
 
+    def weights(self) -> list[np.ndarray]:
+        """The flat [kernel, bias, ...] list (the arrays themselves, not copies)."""
+        return [a for layer in self.layers for a in layer]
+
     @property
     def input_size(self) -> int:
         return self.layers[0][0].shape[0]

@@ -6,7 +6,8 @@
         collect()                      train_every vector steps, epsilon-greedy, NumPy policy
         learn()                        ONE TensorFlow call: store the chunk, run the learning steps
         record()                       metrics row, diagnostics, progress bar, observers
-        evaluate()        (when due)   greedy round on standard CartPole-v1; solve rule (rules.py)
+        evaluate()        (when due)   collect the last round's verdict (solve rule, rules.py),
+                                       start a greedy round on a snapshot (second thread)
         checkpoint()      (when due)   TF variables + Progress, CSVs flushed
       wrap_up()                        final checkpoint, confirmation, models, figure, summary
 
@@ -28,6 +29,7 @@ import numpy as np
 
 import rules
 from config import TrainConfig, linear_schedule
+from eval_rounds import RoundRunner
 from errors import CheckpointError, TrainingFault
 from metrics import EVAL_COLUMNS, METRICS_COLUMNS
 from run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
@@ -211,6 +213,7 @@ class Trainer:
         self.last_csv_flush = self.last_ckpt_time = self.session_start
         self.last_ckpt_steps = self.prog.env_steps
         self.first_call, self.current_lr = True, None
+        self.rounds = RoundRunner(cfg.eval_episodes, background=cfg.eval_thread)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -224,9 +227,13 @@ class Trainer:
                     self.evaluate()
                 self.checkpoint_if_due()
                 reason = self.stop_reason()
+                if reason is not None:  # the round in flight may still solve the run
+                    self.finish_round()
+                    reason = self.stop_reason()
         except OSError as e:
             raise self._write_fault(e) from None
         finally:
+            self.rounds.close()
             if self.bar is not None:
                 self.bar.close()
         try:
@@ -345,39 +352,46 @@ class Trainer:
         return prog.learn_steps > 0 and prog.vector_steps % cfg.eval_every < cfg.train_every
 
     def evaluate(self) -> None:
-        """A greedy round of `eval_episodes` on standard CartPole-v1, played out in full."""
-        import evaluation
-        ts = time.perf_counter()
+        """Collect the verdict of the round in flight, then start a round on these weights."""
+        self.finish_round()
         prog, cfg = self.prog, self.cfg
-        res = evaluation.evaluate(self.qnet.greedy, cfg.eval_episodes,
-                                  seed=eval_seed(cfg.seed, prog.rounds),
-                                  num_envs=min(cfg.eval_episodes, 64))
+        self.rounds.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds), prog.rounds,
+                          prog.env_steps, prog.learn_steps)
+
+    def finish_round(self) -> None:
+        """Wait for the round in flight (if any); apply the solve rule to it and record it."""
+        ts = time.perf_counter()
+        done = self.rounds.finish()
+        self.timer.add("eval_wait", time.perf_counter() - ts)
+        if done is None:
+            return
+        snap, res = done
+        prog, cfg = self.prog, self.cfg
         was_solved = prog.solved
         prog.set_solve_state(rules.after_round(prog.solve_state, res.passed, cfg.solve_rounds))
         s = res.stats()
         prog.best_eval_mean = max(prog.best_eval_mean, s["mean"])
-        row = {"round": prog.rounds, "wall_s": self.wall(), "env_steps": prog.env_steps,
-               "learn_steps": prog.learn_steps, **s, "passed": int(res.passed),
+        row = {"round": prog.rounds, "wall_s": self.wall(), "env_steps": snap.env_steps,
+               "learn_steps": snap.learn_steps, **s, "passed": int(res.passed),
                "consecutive": prog.consecutive}
         prog.eval_rows.append(row)
-        self.timer.add("eval", time.perf_counter() - ts)
         if prog.solved and not was_solved:
-            self._on_solved()
+            self._on_solved(snap)
         if prog.consecutive >= cfg.solve_rounds:
             ts = time.perf_counter()
-            # best.keras is the latest model that passed the solve rounds.
-            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL))
+            # best.keras is the latest snapshot that passed the solve rounds.
+            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
             self.timer.add("export", time.perf_counter() - ts)
         self.notify("on_eval", row)
         if self.on_eval is not None:
             self.on_eval(dict(row))
 
-    def _on_solved(self) -> None:
+    def _on_solved(self, snap: Any) -> None:
         prog = self.prog
-        prog.solve_wall_s, prog.solve_env_steps = self.wall(), prog.env_steps
-        prog.solve_learn_steps = prog.learn_steps
+        prog.solve_wall_s, prog.solve_env_steps = self.wall(), snap.env_steps
+        prog.solve_learn_steps = snap.learn_steps
         self.say(f"solved at {prog.solve_wall_s:.1f} s from {self.clock_origin}, "
-                 f"{prog.env_steps:,} env steps: {prog.consecutive} rounds of "
+                 f"{snap.env_steps:,} env steps: {prog.consecutive} rounds of "
                  f"{self.cfg.eval_episodes} episodes all at 500")
         self.notify("on_solve", {"solve_wall_s": prog.solve_wall_s,
                                  "solve_env_steps": prog.solve_env_steps,
@@ -395,6 +409,7 @@ class Trainer:
             self.timer.add("logging", time.perf_counter() - ts)
 
     def checkpoint(self) -> None:
+        self.finish_round()  # a checkpoint holds no round in flight
         ts = time.time()
         prog = self.prog
         self.flush_csvs()
@@ -433,11 +448,14 @@ class Trainer:
         self.flush_csvs()
         summary = self.summary(reason, end_wall, confirm)
         self.run_dir.write_json(SUMMARY_JSON, summary)
+        self.timer.add("eval_rounds_played", self.rounds.busy_s)
         self.run_dir.write_json(TIMINGS_JSON, {
             "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
             "total_wall_s": end_wall, "clock_origin": self.clock_origin,
             "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
-                    "act_and_pack = NumPy acting and packing; wall from the clock origin"})
+                    "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
+                    "playing evaluation rounds (on the second thread, overlapping learning); "
+                    "eval_wait = time the loop waited for a round; wall from the clock origin"})
         self.notify("on_end", summary)
         self.env.close()
         self._say_where_it_wrote(summary, demo)

@@ -73,14 +73,19 @@ def test_log_dir_complete_and_well_formed(solved_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["seed"] == 0 and config["resolved"]["device"] in ("/CPU:0", "/GPU:0")
     assert set(config["versions"]) >= {"tensorflow", "gymnasium", "numpy", "keras", "python"}
-    from run_log import EVAL_COLUMNS, METRICS_COLUMNS
+    from metrics import EVAL_COLUMNS, METRICS_COLUMNS
     metrics = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert metrics and tuple(metrics[0].keys()) == METRICS_COLUMNS
     assert [int(r["env_steps"]) for r in metrics] == sorted(int(r["env_steps"]) for r in metrics)
     evals = list(csv.DictReader(open(run_dir / "eval.csv")))
     assert evals and tuple(evals[0].keys()) == EVAL_COLUMNS
+    # Every round is played out: its statistics cover all 64 episodes, failed rounds included.
+    assert all(r["episodes"] == "64" for r in evals), [r["episodes"] for r in evals]
+    failed = [r for r in evals if r["passed"] == "0"]
+    assert failed and all(int(r["at_500"]) < 64 for r in failed)
+    assert any(0 < int(r["at_500"]) < 64 for r in failed), "no partly perfect round: rounds cut short?"
     timings = json.loads((run_dir / "timings.json").read_text())["seconds"]
-    assert {"import", "env_step", "store_and_learn", "eval"} <= set(timings)
+    assert {"import", "env_step", "store_and_learn", "eval_wait", "eval_rounds_played"} <= set(timings)
     for name in ("training_metrics.png", "cartpole_demo.gif"):
         data = (run_dir / name).read_bytes()
         assert len(data) > 1000, name
