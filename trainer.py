@@ -581,7 +581,8 @@ def demo_format(cfg: TrainConfig) -> dict[str, Any]:
 
 def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any], resumed: bool) -> list:
     """TensorBoard always; the live window with --graphics when a display is there."""
-    return []
+    from tb_log import TensorBoardObserver
+    return [TensorBoardObserver(run_dir.path, record["config"], resumed)]
 
 
 def config_record(cfg: TrainConfig, device: str, mixed: bool, xla: bool, resume: bool) -> dict:
