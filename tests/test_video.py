@@ -56,3 +56,87 @@ def test_policy_errors_are_not_disguised_as_render_errors(tmp_path):
         raise ValueError("bad policy")
     with pytest.raises(ValueError, match="bad policy"):
         record_demo(broken, tmp_path / "x.gif")
+
+
+# --- formats: the path and the one-line error when an encoder is missing --------------------
+
+def balance(obs):
+    """Push toward where the pole is falling: survives far longer than always-left."""
+    return (obs[:, 2] + obs[:, 3] > 0).astype(int)
+
+
+@pytest.mark.parametrize("given, fmt, want", [
+    ("run/cartpole_demo.gif", "webm", "run/cartpole_demo.webm"),
+    ("run/cartpole_demo", "mp4", "run/cartpole_demo.mp4"),
+    ("run/cartpole_demo", None, "run/cartpole_demo.gif"),
+    ("run/cartpole_demo.webm", None, "run/cartpole_demo.webm"),
+    ("run/demo.v1", "gif", "run/demo.v1.gif"),
+])
+def test_demo_path_takes_the_format_suffix(given, fmt, want):
+    from pathlib import Path
+    from video import demo_path
+    path, chosen = demo_path(given, fmt)
+    assert path == Path(want) and chosen == want.rsplit(".", 1)[1]
+
+
+def test_unknown_format_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="gif, mp4, webm"):
+        record_demo(balance, tmp_path / "x", fmt="avi")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_missing_imageio_ffmpeg_is_a_one_line_error(tmp_path, monkeypatch, fmt):
+    import video
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    with pytest.raises(video.VideoFormatError) as err:
+        video.require_format(fmt)
+    assert "\n" not in str(err.value) and "requirements-video.txt" in str(err.value)
+    with pytest.raises(video.VideoFormatError):
+        record_demo(balance, tmp_path / "demo", fmt=fmt)
+    assert not list(tmp_path.iterdir())
+    video.require_format("gif")  # GIF needs nothing extra
+
+
+# --- MP4 and WebM, when imageio-ffmpeg is installed ------------------------------------------
+
+@pytest.mark.parametrize("fmt, magic", [("mp4", b"ftyp"), ("webm", b"\x1a\x45\xdf\xa3")])
+def test_video_formats_decode_to_every_frame(tmp_path, monkeypatch, fmt, magic):
+    ffmpeg = pytest.importorskip(
+        "imageio_ffmpeg", reason="mp4/webm need imageio-ffmpeg (pip install -r requirements-video.txt)")
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    info = record_demo(balance, tmp_path / "cartpole_demo.gif", seed=0, fmt=fmt, max_steps=60)
+    out = tmp_path / f"cartpole_demo.{fmt}"
+    assert info["path"] == str(out) and info["format"] == fmt
+    data = out.read_bytes()
+    assert len(data) == info["bytes"] and magic in data[:64]
+    assert info["return"] == info["steps"] == 60
+    assert info["frames"] == 61  # the reset frame, then every step
+    frames, seconds = ffmpeg.count_frames_and_secs(str(out))
+    assert frames == info["frames"]
+    assert seconds == pytest.approx(61 / 50, abs=0.05)  # real time: CartPole's 0.02 s a step
+    reader = ffmpeg.read_frames(str(out))
+    assert next(reader)["size"] == (600, 400)  # full size
+    reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"cartpole_demo.{fmt}", "tmp"]
+    assert not list((tmp_path / "tmp").iterdir()), "encoder temp files left behind"
+
+
+def test_video_policy_errors_pass_through_and_leave_nothing(tmp_path, monkeypatch):
+    pytest.importorskip("imageio_ffmpeg", reason="mp4 needs imageio-ffmpeg")
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    calls = []
+
+    def fails_later(obs):
+        calls.append(1)
+        if len(calls) > 5:
+            raise ValueError("bad policy")
+        return balance(obs)
+    with pytest.raises(ValueError, match="bad policy"):
+        record_demo(fails_later, tmp_path / "demo", fmt="mp4")
+    assert [p.name for p in tmp_path.iterdir()] == ["tmp"]
+    assert not list((tmp_path / "tmp").iterdir())
