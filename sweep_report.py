@@ -12,7 +12,7 @@ then unsolved trials by best evaluation mean (higher first); failed trials last.
 (a configuration = one set of hyperparameters over all its seeds) are ranked by success rate,
 then by median time-to-solve over their solved seeds, then by mean best evaluation mean.
 
-Statistics follow multiseed.py's report: IQM is its `iqm` (rliable's 25% trim), and a
+Statistics come from `stats.py`, as the multi-seed report's do: IQM is rliable's 25% trim, and a
 configuration's `median_all` counts an unsolved seed as never solving.
 """
 from __future__ import annotations
@@ -21,12 +21,12 @@ import io
 import math
 import os
 import random
-import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from multiseed import finite_or_none, iqm
 import run_log
+import stats
+from stats import finite_or_none
 from sweep_spec import METRICS, SweepSpec, Trial, display_value
 
 SWEEP_CSV, SWEEP_MD, SWEEP_PNG = "sweep.csv", "sweep.md", "sweep.png"
@@ -93,7 +93,7 @@ def summarize_configs(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> list[d
     """Per-configuration statistics over its seeds, ranked best first.
 
     Time-to-solve statistics are over solved seeds only (with the success rate beside them);
-    `median_all` also counts unsolved seeds as never solving, as multiseed.py's report does, so it
+    `median_all` also counts unsolved seeds as never solving, as the multi-seed report does, so it
     is infinite once half the seeds failed and cannot flatter an unreliable configuration.
     """
     key = spec.metric_key
@@ -105,17 +105,16 @@ def summarize_configs(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> list[d
         ran = [r for r in group if r["status"] != "not-run"]
         solved = [v for r in ran if r["solved"] in (True, "True") and (v := finite_or_none(r.get(key))) is not None]
         bests = [b for r in ran if (b := finite_or_none(r.get("best_eval_mean"))) is not None]
-        everything = sorted(solved) + [math.inf] * (len(ran) - len(solved))
         out.append({
             "config": c, "params": {f: group[0].get(f) for f in spec.fields},
             "seeds": len(group), "ran": len(ran), "solved": len(solved),
             "failed": sum(r["status"] == "failed" for r in group),
             "success_rate": len(solved) / len(ran) if ran else 0.0,
-            "median": statistics.median(solved) if solved else None,
-            "iqm": float(iqm(solved)) if solved else None,
+            "median": stats.median(solved),
+            "iqm": float(stats.iqm(solved)) if solved else None,
             "min": min(solved) if solved else None, "max": max(solved) if solved else None,
-            "median_all": statistics.median(everything) if everything else None,
-            "mean_best_eval": sum(bests) / len(bests) if bests else None,
+            "median_all": stats.median_counting_unsolved(solved, len(ran) - len(solved)),
+            "mean_best_eval": stats.mean(bests),
         })
     out.sort(key=lambda s: (-s["success_rate"], s["median"] if s["median"] is not None else math.inf,
                             -(s["mean_best_eval"] or 0.0), s["config"]))

@@ -21,12 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import multiseed  # noqa: E402
+import seeds_report  # noqa: E402
+import stats  # noqa: E402
+from seed_dirs import seed_dir  # noqa: E402
 
 FLOOR_PARTS = ("import", "setup", "first_call_trace_compile")
 
@@ -50,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"logs: {out}")
     t = time.time()
     multiseed.run_seeds(seeds, out, train_args, workers=a.workers, quiet=True)
-    report = multiseed.write_report(out)
+    report = seeds_report.build_report(out)  # run_seeds wrote report.md/.json/.png there
 
     rows, floors = [], []
     print(f"\n{'seed':>4} {'solved':>6} {'s from start':>12} {'env steps':>10} {'learn steps':>11} "
           f"{'floor s':>8} {'import':>6} {'compile':>7} {'learn s':>7} {'eval s':>6} {'peak MB':>7}")
     for seed in seeds:
-        d = multiseed.seed_dir(out, seed)
+        d = seed_dir(out, seed)
         try:
             s = json.loads((d / "summary.json").read_text())
             tm = json.loads((d / "timings.json").read_text())["seconds"]
@@ -90,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
           f"IQM {est(steps['iqm'], '', ',.0f')}")
     solved_times = [r["solve_wall_s"] for r in rows if r["solved"]]
     if floors and solved_times:
-        print(f"floor (import + setup + first call) median {np.median(floors):.2f} s; "
-              f"median time to solve minus floor {np.median(solved_times) - np.median(floors):.2f} s")
+        floor_s = stats.median(floors)
+        print(f"floor (import + setup + first call) median {floor_s:.2f} s; "
+              f"median time to solve minus floor {stats.median(solved_times) - floor_s:.2f} s")
     print(f"benchmark wall time {time.time() - t:.0f} s")
     return 0 if succ["solved"] == len(seeds) else 1
 

@@ -52,6 +52,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
+
 CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
 PEERS = ("sb3_dqn", "sb3_ppo")
 MISSING_DEPS_MSG = ("compare_peers: torch / stable-baselines3 not installed; install with: "
@@ -147,13 +151,6 @@ def interleaved_schedule(contenders: Sequence[str], seeds: Iterable[int]) -> lis
     return [(c, s) for s in seeds for c in contenders]
 
 
-def median_time(values: Sequence[float | None], unsolved_as_inf: bool) -> float | None:
-    """Median seconds; unsolved runs (None) either dropped or counted as infinitely slow."""
-    xs = [math.inf if v is None else float(v) for v in values] if unsolved_as_inf \
-        else [float(v) for v in values if v is not None]
-    return statistics.median(xs) if xs else None
-
-
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator for medians that may be inf or missing; None when meaningless."""
     if numerator is None or denominator is None or denominator <= 0 or math.isinf(denominator):
@@ -200,12 +197,13 @@ def summarize(runs: Sequence[RunResult], contenders: Sequence[str],
         mine = [r for r in runs if r.contender == c]
         if not mine:
             continue
-        times = [r.solve_wall_s if r.solved else None for r in mine]
+        times = [float(r.solve_wall_s) for r in mine if r.solved and r.solve_wall_s is not None]
         steps = [r.solve_env_steps for r in mine if r.solved and r.solve_env_steps is not None]
         rows.append({
             "contender": c, "runs": len(mine), "solved": sum(r.solved for r in mine),
-            "median_s_solved": median_time(times, unsolved_as_inf=False),
-            "median_s_inf": median_time(times, unsolved_as_inf=True),
+            # Unsolved runs are dropped, then counted as infinitely slow.
+            "median_s_solved": stats.median(times),
+            "median_s_inf": stats.median_counting_unsolved(times, len(mine) - len(times)),
             "median_env_steps": statistics.median(steps) if steps else None,
         })
     base = next((row for row in rows if row["contender"] == baseline), None)

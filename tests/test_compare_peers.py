@@ -97,15 +97,7 @@ def test_runs_are_interleaved_by_seed():
                      ("ours", 1), ("sb3_dqn", 1), ("sb3_ppo", 1)]
 
 
-# --- medians and ratios ---------------------------------------------------------------------
-def test_medians_with_and_without_unsolved():
-    times = [10.0, None, 30.0]
-    assert cp.median_time(times, unsolved_as_inf=False) == 20.0
-    assert cp.median_time(times, unsolved_as_inf=True) == 30.0
-    assert math.isinf(cp.median_time([None, None, 5.0], unsolved_as_inf=True))
-    assert cp.median_time([None], unsolved_as_inf=False) is None
-
-
+# --- medians and ratios (the medians themselves are stats.py's, tested in test_stats.py) -----
 def test_ratio_and_its_formatting():
     assert cp.fmt_ratio(cp.ratio(53.0, 10.0)) == "5.3x"
     assert cp.fmt_ratio(cp.ratio(math.inf, 10.0)) == "inf"

@@ -1,4 +1,4 @@
-"""Tests for multiseed: seed specs, the statistical report, and the parallel runner.
+"""Tests for multiseed.py (seed specs, the parallel runner) and seeds_report.py (the report).
 
 No TensorFlow and no real training: the report is checked on hand-made seed directories against
 NumPy computed here, and the runner drives a tiny fake trainer script written into tmp_path,
@@ -21,9 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import multiseed  # noqa: E402
 import run_log  # noqa: E402
-from multiseed import parse_seeds, run_seeds, write_report  # noqa: E402
+from multiseed import parse_seeds, run_seeds  # noqa: E402
+from seed_dirs import MANIFEST_JSON  # noqa: E402
+from seeds_report import write_report  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -213,7 +214,7 @@ def test_runner_record_overrides_child_summary(tmp_path: Path):
     make_seed(log, 1, True, 12.0, 1200)   # summary predates the run that was started
     make_seed(log, 2, True, 14.0, 1400)
     now = time.time()
-    run_log.atomic_write_json(log / multiseed.MANIFEST_JSON, {"seeds": {
+    run_log.atomic_write_json(log / MANIFEST_JSON, {"seeds": {
         "0": {"state": "failed", "exit_code": -9, "started": now - 50, "error": "exit code -9", "tail": ["Killed"]},
         "1": {"state": "failed", "exit_code": 0, "started": now + 100, "error": "no summary.json written"},
         "2": {"state": "done", "exit_code": 0, "started": now - 50},
@@ -311,7 +312,7 @@ def test_run_seeds_parallel_with_a_crash(tmp_path: Path, fake_trainer: list[str]
     fail = rep["failures"][0]
     assert fail["seed"] == 4 and fail["exit_code"] == 1
     assert any("RuntimeError: boom in seed 4" in ln for ln in fail["tail"])
-    manifest = json.loads((log / multiseed.MANIFEST_JSON).read_text())
+    manifest = json.loads((log / MANIFEST_JSON).read_text())
     assert manifest["seeds"]["4"]["state"] == "failed" and manifest["seeds"]["4"]["exit_code"] == 1
     assert "boom in seed 4" in (log / "seed_4" / "output.log").read_text()
     for name in ("report.json", "report.md", "report.png"):
