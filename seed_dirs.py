@@ -28,8 +28,11 @@ SEED_DIR_PREFIX = "seed_"
 EXIT_SOLVED, EXIT_UNSOLVED = 0, 3
 CLEAN_EXITS = (EXIT_SOLVED, EXIT_UNSOLVED)
 TAIL_LINES = 20
-#: Summary fields copied into the report for each seed, each a finite number or None.
-NUMBER_FIELDS = ("confirm_mean_return", "total_wall_s", "total_env_steps")
+#: Summary fields copied into the report for each seed, each a finite number or None. The
+#: post-solve fields count evaluation rounds after the solve (with --keep-training): they say
+#: whether a solved agent stays solved.
+NUMBER_FIELDS = ("confirm_mean_return", "total_wall_s", "total_env_steps", "post_solve_rounds",
+                 "post_solve_passed", "post_solve_pass_fraction")
 
 
 def seed_dir(log_dir: str | os.PathLike, seed: int) -> Path:

@@ -7,7 +7,9 @@ atomically. It starts no process and can be rerun at any time (`multiseed.py --r
 Aggregates follow Agarwal et al. 2021: median and interquartile mean (IQM) of time and env steps
 to solve with 95% bootstrap confidence intervals over the solved seeds, how many unsolved seeds
 that excludes, the median over all seeds with an unsolved seed counted as never solving, and a
-performance profile. Nothing in the files depends on when they were written (no timestamps, a
+performance profile. For runs that trained on after solving (`--keep-training`), it also says
+how well the solved seeds stayed solved: min, median and mean over seeds of each seed's
+`post_solve_pass_fraction` (the share of post-solve evaluation rounds that passed). Nothing in the files depends on when they were written (no timestamps, a
 fixed bootstrap seed), so regenerating a report from the same directories gives the same bytes.
 """
 from __future__ import annotations
@@ -53,11 +55,27 @@ def build_report(log_dir: str | Path) -> dict[str, Any]:
         "solve_wall_s": stats.solve_stats(solved_values("solve_wall_s"), n_ran),
         "solve_env_steps": stats.solve_stats(solved_values("solve_env_steps"), n_ran),
         "bootstrap": dict(stats.BOOTSTRAP, min_n=stats.MIN_FOR_CI),
+        "staying_solved": staying_solved(solved),
         "interrupted": interrupted,
         "seeds": [{key: v for key, v in r.items() if key != "tail"} for r in records],
         "failures": [{"seed": r["seed"], "status": r["status"], "exit_code": r["exit_code"],
                       "note": r["note"], "tail": r["tail"]}
                      for r in records if r["status"] in ("crashed", "missing")],
+    }
+
+
+def staying_solved(solved: list[dict[str, Any]]) -> dict[str, Any]:
+    """How well the solved seeds stayed solved while training went on after the solve.
+
+    Over the solved seeds whose summary has a post-solve pass fraction (the share of evaluation
+    rounds after the solve that passed; only runs with --keep-training have such rounds).
+    """
+    measured = [r for r in solved if r["post_solve_pass_fraction"] is not None]
+    return {
+        "solved": len(solved), "measured": len(measured),
+        "all_rounds_passed": sum(r["post_solve_pass_fraction"] == 1.0 for r in measured),
+        "pass_fraction": stats.spread(r["post_solve_pass_fraction"] for r in measured),
+        "post_solve_rounds": stats.spread(r["post_solve_rounds"] for r in measured),
     }
 
 
@@ -145,6 +163,34 @@ def _md_per_seed(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fmt_frac(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _md_staying_solved(report: dict[str, Any]) -> list[str]:
+    """Only for runs that trained on after solving; otherwise there is nothing to say."""
+    st = report["staying_solved"]
+    if not st["measured"]:
+        return []
+    f, n = st["pass_fraction"], st["post_solve_rounds"]
+    lines = ["", "## Staying solved", "",
+             f"{st['measured']} of the {st['solved']} solved seeds were evaluated after solving "
+             "(training went on with `--keep-training`). Per seed, the share of those post-solve "
+             "evaluation rounds that passed; below, its spread over the seeds. "
+             f"{st['all_rounds_passed']} of {st['measured']} seeds passed every post-solve round.", "",
+             "| | min | median | mean | max |", "|---|---:|---:|---:|---:|",
+             f"| post-solve rounds passed | {_fmt_frac(f['min'])} | {_fmt_frac(f['median'])} | "
+             f"{_fmt_frac(f['mean'])} | {_fmt_frac(f['max'])} |",
+             f"| post-solve rounds | {_fmt_steps(n['min'])} | {_fmt_steps(n['median'])} | "
+             f"{_fmt_steps(n['mean'])} | {_fmt_steps(n['max'])} |",
+             "", "| seed | post-solve rounds | passed | share passed |", "|---:|---:|---:|---:|"]
+    for r in report["seeds"]:
+        if r["solved"] and r["post_solve_pass_fraction"] is not None:
+            lines.append(f"| {r['seed']} | {_fmt_steps(r['post_solve_rounds'])} | "
+                         f"{_fmt_steps(r['post_solve_passed'])} | {_fmt_frac(r['post_solve_pass_fraction'])} |")
+    return lines
+
+
 def _md_failures(report: dict[str, Any]) -> list[str]:
     if not report["failures"]:
         return []
@@ -158,8 +204,8 @@ def _md_failures(report: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    lines = [*_md_outcome(report), *_md_solve_stats(report), *_md_per_seed(report),
-             *_md_failures(report)]
+    lines = [*_md_outcome(report), *_md_solve_stats(report), *_md_staying_solved(report),
+             *_md_per_seed(report), *_md_failures(report)]
     lines += ["", f"![eval curves and performance profile]({REPORT_PNG})", ""]
     return "\n".join(lines)
 

@@ -73,7 +73,8 @@ def test_parse_seeds_bad(spec, fragment):
 # --------------------------------------------------------------------------------------------
 def make_seed(log_dir: Path, seed: int, solved: bool, solve_wall_s: float | None = None,
               solve_env_steps: int | None = None, exit_code: int | None = None,
-              rounds: int = 6) -> None:
+              rounds: int = 6, post_solve: tuple[int, int] | None = None) -> None:
+    """A seed dir as the trainer leaves it; `post_solve` = (rounds passed, rounds) after the solve."""
     d = log_dir / f"seed_{seed}"
     d.mkdir(parents=True)
     total_steps = solve_env_steps or 200_000
@@ -88,6 +89,10 @@ def make_seed(log_dir: Path, seed: int, solved: bool, solve_wall_s: float | None
         "exit_code": (0 if solved else 3) if exit_code is None else exit_code,
         "seed": seed, "peak_rss_mb": 700.0,
     }
+    if post_solve is not None:
+        passed, n = post_solve
+        summary.update(post_solve_rounds=n, post_solve_passed=passed,
+                       post_solve_pass_fraction=passed / n if n else None)
     run_log.atomic_write_json(d / run_log.SUMMARY_JSON, summary)
     rows = []
     for i in range(rounds):
@@ -205,6 +210,35 @@ def test_report_small_and_failing_sets(tmp_path: Path):
     empty.mkdir()
     rep3 = write_report(empty)
     assert rep3["n_seeds"] == 0 and (empty / "report.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_describes_staying_solved(tmp_path: Path):
+    """min/median/mean of each solved seed's post-solve pass fraction (issue 12's question)."""
+    log = tmp_path / "keep"
+    post = {0: (40, 40), 1: (30, 40), 2: (9, 12), 3: (0, 20), 4: (0, 0)}  # seed 4: no rounds after
+    for seed, ps in post.items():
+        make_seed(log, seed, True, 30.0 + seed, 50_000, post_solve=ps)
+    make_seed(log, 5, False, post_solve=(3, 4))  # never solved: not part of staying solved
+    make_seed(log, 6, True, 40.0, 60_000)        # summary without post-solve fields (older run)
+    rep = write_report(log)
+    st = rep["staying_solved"]
+    fractions = [1.0, 0.75, 0.75, 0.0]
+    assert (st["solved"], st["measured"], st["all_rounds_passed"]) == (6, 4, 1)
+    assert st["pass_fraction"] == {"n": 4, "min": 0.0, "median": pytest.approx(np.median(fractions)),
+                                   "mean": pytest.approx(np.mean(fractions)), "max": 1.0}
+    assert st["post_solve_rounds"]["median"] == pytest.approx(np.median([40, 40, 12, 20]))
+    by_seed = {r["seed"]: r for r in rep["seeds"]}
+    assert by_seed[2]["post_solve_pass_fraction"] == 0.75 and by_seed[2]["post_solve_passed"] == 9
+    md = (log / "report.md").read_text()
+    assert "## Staying solved" in md and "4 of the 6 solved seeds" in md
+    assert "| post-solve rounds passed | 0.0% | 75.0% | 62.5% | 100.0% |" in md
+    assert "| 2 | 12 | 9 | 75.0% |" in md and "| 5 | 4 |" not in md
+
+
+def test_report_without_post_solve_rounds_has_no_staying_solved_section(synthetic: Path):
+    rep = write_report(synthetic)
+    assert rep["staying_solved"]["measured"] == 0 and rep["staying_solved"]["pass_fraction"]["mean"] is None
+    assert "Staying solved" not in (synthetic / "report.md").read_text()
 
 
 def test_runner_record_overrides_child_summary(tmp_path: Path):
