@@ -21,8 +21,8 @@ for arg in "$@"; do
   fi
   prev="$arg"
 done
-[ "$want_sweep" = 1 ] && reqs+=(requirements-sweep.txt)
-[ "$want_video" = 1 ] && reqs+=(requirements-video.txt)
+if [ "$want_sweep" = 1 ]; then reqs+=(requirements-sweep.txt); fi
+if [ "$want_video" = 1 ]; then reqs+=(requirements-video.txt); fi
 source ./setup_env.sh "${reqs[@]}"
 # `exec` keeps this shell's process, and with it the kernel's start time of the process: that is
 # when the shell started, before any set-up above. The trainer's clock must start here instead,
