@@ -326,6 +326,23 @@ def _checked_workers(seeds: list[int], train_args: list[str], workers: int | Non
     return min(workers, len(seeds))
 
 
+def _refuse_existing_runs(log_dir: Path, seeds: list[int], train_args: list[str]) -> None:
+    """Refuse, before anything starts, seeds whose directory already holds a run.
+
+    Each child would refuse such a directory itself (a trainer's log dir must be new unless
+    --overwrite), but only after the runner had truncated that seed's output.log and replaced
+    its entry in the record, so the earlier run would then be reported as a crash. Checked here,
+    the earlier runs and their report stay as they were. With --overwrite the children replace them.
+    """
+    if "--overwrite" in train_args:
+        return
+    taken = [f"seed_{s}" for s in seeds if run_log.run_markers(seed_dir(log_dir, s))]
+    if taken:
+        names = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        raise ValueError(f"{names} in {log_dir} already hold a run; choose other seeds or another "
+                         "log dir, or pass --overwrite to replace them")
+
+
 def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
               workers: int | None = None, command: list[str] | None = None,
               quiet: bool = False) -> int:
@@ -335,6 +352,10 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     with TF_CPP_MIN_LOG_LEVEL=2, its output going to `seed_N/output.log`. A child that crashes
     is recorded (exit code, last lines of its log) and the others carry on.
 
+    Raises ValueError (one line) before starting anything for bad arguments or for a seed whose
+    directory already holds a run (unless --overwrite is among `train_args`). Seeds new to
+    `log_dir` are added to its record and report.
+
     Returns 0 if every seed ran to a clean end (solved or not), 1 otherwise. On Ctrl-C the
     running children are stopped (SIGINT, then SIGTERM, then SIGKILL), the report is written
     over what finished, and KeyboardInterrupt is re-raised for the caller to exit with 130.
@@ -343,6 +364,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     workers = _checked_workers(seeds, train_args, workers)
     command = list(command) if command is not None else default_command()
     log_dir = Path(log_dir)
+    _refuse_existing_runs(log_dir, seeds, train_args)
     log_dir.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest.open(log_dir)
     manifest.start(command, train_args, workers, seeds)

@@ -274,6 +274,7 @@ FAKE_TRAINER = textwrap.dedent('''
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--sleep", type=float, default=0.0)
     p.add_argument("--extra", default=None)
+    p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     start = time.time()
     d = Path(a.log_dir)
@@ -356,6 +357,23 @@ def test_run_seeds_parallel_with_a_crash(tmp_path: Path, fake_trainer: list[str]
     assert run_seeds([10, 11], log, [], workers=1, command=fake_trainer, quiet=True) == 0
     rep2 = json.loads((log / "report.json").read_text())
     assert rep2["n_seeds"] == 8 and rep2["counts"]["solved"] == 6
+
+
+def test_rerun_into_a_dir_that_holds_the_seeds_runs(tmp_path: Path, fake_trainer: list[str]):
+    """Same seeds again: refused before anything changes, unless --overwrite is passed on."""
+    log = tmp_path / "ms"
+    assert run_seeds([0, 1], log, [], workers=1, command=fake_trainer, quiet=True) == 0
+    before = {p: p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+    with pytest.raises(ValueError, match=r"seed_1 in .* already hold a run;.*--overwrite") as info:
+        run_seeds([1, 2], log, [], workers=1, command=fake_trainer, quiet=True)
+    assert "seed_2" not in str(info.value) and "\n" not in str(info.value)
+    assert {p: p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()} == before
+    assert not (log / "seed_2").exists()
+
+    assert run_seeds([1, 2], log, ["--overwrite"], workers=1, command=fake_trainer, quiet=True) == 0
+    probe = json.loads((log / "seed_1" / "probe.json").read_text())
+    assert probe["argv"][-1] == "--overwrite"
+    assert json.loads((log / "report.json").read_text())["counts"]["solved"] == 3
 
 
 def test_run_seeds_rejects_bad_arguments(tmp_path: Path, fake_trainer: list[str]):
