@@ -1,8 +1,10 @@
 """Training-progress figure: one PNG (or live window) summarising metrics.csv and eval.csv.
 
 `plot_training` draws six panels: returns with evaluation rounds, loss, mean Q, the schedules
-(epsilon, beta, learning rate), throughput and memory. `LivePlot` re-renders that figure during a
-run, throttled so it costs the trainer almost nothing between renders.
+(epsilon, beta, learning rate), throughput and memory; `draw_training` draws them onto any
+figure, which is how the live window (live_view.py, drawn in a child process) shows them.
+`LivePlot`, the older in-process window that a render stalls the trainer for, is superseded by
+`live_view.LiveView` and stays only until the trainer has switched over.
 
 This module sits on the trainer's start-up path, so matplotlib is imported lazily inside the
 functions that need it; `import plots` stays cheap.
@@ -352,7 +354,8 @@ def plot_training(metrics_rows: list[dict], eval_rows: list[dict], path: str | P
 # Live / periodically refreshed figure
 # --------------------------------------------------------------------------------------------
 
-def _display_available() -> bool:
+def display_available() -> bool:
+    """Whether a window can be shown at all (no X/Wayland display: no live window)."""
     if sys.platform in ("darwin", "win32"):
         return True  # these have a window system without DISPLAY-style variables
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -377,12 +380,12 @@ class LivePlot:
         self._dirty = False  # data seen since the last render that is not yet drawn
         self._fig: Any = None
         self._plt: Any = None
-        want = _display_available() if live is None else bool(live)
+        want = display_available() if live is None else bool(live)
         self.live = want and self._open_window()
 
     def _open_window(self) -> bool:
         """Try to start an interactive backend and a window; False (never raise) on failure."""
-        if not _display_available():
+        if not display_available():
             return False
         try:
             import matplotlib.pyplot as plt

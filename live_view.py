@@ -1,0 +1,361 @@
+"""The live training window (`--graphics` with a display), drawn by a child process.
+
+A render of the six-panel figure costs ~0.5 s of CPU. Drawn in the trainer's process that is
+0.5 s of training lost per refresh, so the old in-process window refreshed every 15 s and showed
+a 10-second run as a single point. Here a child process (`python live_view.py --child`, on the
+second core, which the single-threaded trainer leaves idle) owns the matplotlib window and redraws
+about once a second; the trainer only appends each new row to a byte buffer and hands it to a
+non-blocking pipe a few times a second.
+
+- Only rows added since the last send cross the pipe (one JSON line each).
+- The trainer never waits for the window: when the pipe is full (the child is busy drawing) the
+  rows stay in the buffer and go with the next send, merged into one larger write. A child that
+  falls `MAX_BEHIND_BYTES` behind, dies, or whose window the user closes simply ends the live
+  view; training goes on, and the PNG is written by the trainer either way.
+- At the end (`on_end`) the child draws the final figure. With a person at a terminal
+  (`interactive_session`) the window then stays until the user closes it; otherwise (CI,
+  --quiet, no tty) it closes at once and never holds the run up.
+- No display (no DISPLAY/WAYLAND_DISPLAY on Linux): no child, every method is a no-op.
+
+The child's loop (`run_child`) talks to its window through four methods (draw, pump, is_open,
+close), so tests drive it with a fake window and no display.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from plots import display_available  # cheap: plots imports matplotlib only when drawing
+
+#: The child redraws at most this often (seconds), and only when new rows arrived.
+REFRESH_S = 1.0
+#: The trainer writes to the pipe at most this often; rows in between are batched.
+SEND_EVERY_S = 0.25
+#: Give up the live view if this much is waiting for a child that does not read.
+MAX_BEHIND_BYTES = 8 << 20
+#: How long a non-interactive end waits for the child to close before stopping it.
+CLOSE_TIMEOUT_S = 10.0
+#: GUI toolkits tried by the child, in order.
+_BACKENDS = ("tkagg", "qtagg", "gtk4agg", "gtk3agg", "macosx", "wxagg")
+
+
+def interactive_session(quiet: bool) -> bool:
+    """Whether a person is there to close the final window: a terminal on both ends, not CI,
+    not --quiet. Anything else must never wait for a window."""
+    if quiet or os.environ.get("CI"):
+        return False
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    return float(value)  # NumPy scalars in rows
+
+
+# ============================================================================================
+# Trainer side
+# ============================================================================================
+class LiveView:
+    """The trainer's handle on the live window (an Observer: on_metrics, on_eval, on_end).
+
+    `png_path` is the run's figure (written by the trainer); its directory names the window.
+    `backend` forces a matplotlib backend in the child ("agg" draws without a window, for tests);
+    by default a GUI backend is used and the view is off without a display.
+    """
+
+    def __init__(self, png_path: str | Path, interactive: bool, title: str = "",
+                 backend: str | None = None) -> None:
+        self.png_path = Path(png_path)
+        self.interactive = bool(interactive)
+        self.active = False
+        self.report: dict[str, Any] | None = None  # the child's last words (renders, rows)
+        self.stopped_because = ""
+        self._out = bytearray()
+        self._last_send = -math.inf
+        self._proc: subprocess.Popen | None = None
+        if backend is None and not display_available():
+            self.stopped_because = "no display"
+            return
+        title = title or f"cartpole: {self.png_path.parent.name or self.png_path.name}"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--title", title,
+               "--refresh", str(REFRESH_S)]
+        if backend:
+            cmd += ["--backend", backend]
+        try:
+            self._proc = self._start_child(cmd)
+        except OSError as e:
+            self.stopped_because = f"cannot start the window process ({e})"
+            return
+        os.set_blocking(self._proc.stdin.fileno(), False)
+        self.active = True
+
+    def _start_child(self, cmd: list[str]) -> subprocess.Popen:
+        # A fresh interpreter (not a fork of this one, which holds TensorFlow's threads) that
+        # imports only matplotlib and plots.py; one BLAS thread, the trainer has the other core.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    # ------------------------------------------------------------------ Observer methods
+    def on_metrics(self, row: dict[str, Any]) -> None:
+        self._queue({"m": row})
+
+    def on_eval(self, row: dict[str, Any]) -> None:
+        self._queue({"e": row})
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        """Hand over: the child draws the final figure; wait for the user only if interactive."""
+        if not self.active:
+            return
+        solve = summary.get("solve_wall_s")
+        solved = bool(summary.get("solved")) and solve is not None
+        status = f"finished: solved at {solve:.1f} s" if solved else "finished"
+        self._queue({"end": {"status": status, "interactive": self.interactive}})
+        self._send(final=True)
+        proc = self._proc
+        try:
+            if self.active and self.interactive:
+                print("live window: showing the final figure; close it to finish",
+                      file=sys.stderr, flush=True)
+                proc.wait()
+            else:
+                proc.wait(timeout=CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+        except KeyboardInterrupt:  # the run is over; Ctrl-C here only means "stop waiting"
+            proc.terminate()
+            proc.wait()
+        self._read_report()
+        self.active = False
+
+    def close(self) -> None:
+        """Stop the child without a hand-over (the trainer failed); safe to call twice."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait()
+        self.active = False
+
+    # ------------------------------------------------------------------ sending
+    def _queue(self, message: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        self._out += json.dumps(message, default=_json_default).encode() + b"\n"
+        if len(self._out) > MAX_BEHIND_BYTES:
+            self._stop(f"the window fell {len(self._out) >> 20} MB behind")
+            return
+        if time.monotonic() - self._last_send >= SEND_EVERY_S:
+            self._send()
+
+    def _send(self, final: bool = False) -> None:
+        """Write as much of the buffer as the pipe takes now; with `final`, all of it."""
+        if not self.active or self._proc is None:
+            return
+        fd = self._proc.stdin.fileno()
+        self._last_send = time.monotonic()
+        try:
+            if final:
+                os.set_blocking(fd, True)  # the run is over: now it may wait for the child
+            while self._out:
+                written = os.write(fd, self._out)
+                del self._out[:written]
+        except BlockingIOError:
+            return  # pipe full: the rest goes with the next send
+        except (BrokenPipeError, OSError):
+            self._stop("the window was closed")
+            return
+        if final:
+            self._proc.stdin.close()
+
+    def _stop(self, reason: str) -> None:
+        self.stopped_because = reason
+        self._out.clear()
+        self.close()
+        self._read_report()
+
+    def _read_report(self) -> None:
+        if self._proc is None or self._proc.stdout is None or self._proc.stdout.closed:
+            return
+        try:
+            text = self._proc.stdout.read().decode(errors="replace").strip().splitlines()
+            self.report = json.loads(text[-1]) if text else None
+        except (OSError, ValueError):
+            self.report = None
+        finally:
+            self._proc.stdout.close()
+            if self._proc.stdin and not self._proc.stdin.closed:
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass
+
+
+# ============================================================================================
+# Child side
+# ============================================================================================
+class Window(Protocol):
+    def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None: ...
+    def pump(self, seconds: float) -> None: ...   # handle GUI events for up to `seconds`
+    def is_open(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Feed:
+    """Everything the child has received: the rows, whether they changed, and the hand-over."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict] = []
+        self.evals: list[dict] = []
+        self.dirty = False
+        self.end: dict[str, Any] | None = None
+        self.eof = False
+
+    def drain(self, inbox: "queue.Queue[bytes | None]") -> None:
+        """Take every message waiting in the inbox without blocking."""
+        while not (self.eof or self.end):
+            try:
+                line = inbox.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self.eof = True
+                return
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # a torn line can only come from a dying parent; ignore it
+            if "m" in msg:
+                self.metrics.append(msg["m"])
+            elif "e" in msg:
+                self.evals.append(msg["e"])
+            elif "end" in msg:
+                self.end = msg["end"]
+            self.dirty = True
+
+
+def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "",
+              refresh_s: float = REFRESH_S, clock: Callable[[], float] = time.monotonic,
+              pump_s: float = 0.05) -> dict[str, Any]:
+    """The child's loop: redraw at most every `refresh_s` while rows arrive, then hand over.
+
+    Returns a report: renders, rows seen, and how it ended ("closed" by the user, "eof" when
+    the trainer went away without a hand-over, "end" after the final figure).
+    """
+    feed = Feed()
+    renders, last_draw = 0, -math.inf
+    while True:
+        feed.drain(inbox)
+        if not window.is_open():
+            return _report(renders, feed, "closed")
+        if feed.end is not None or feed.eof:
+            break
+        if feed.dirty and clock() - last_draw >= refresh_s:
+            window.draw(feed.metrics, feed.evals, title)
+            renders, last_draw, feed.dirty = renders + 1, clock(), False
+        window.pump(pump_s)
+    if feed.eof:
+        window.close()
+        return _report(renders, feed, "eof")
+    # Hand-over: the final figure always shows every row, however recent the last draw was.
+    window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
+    renders += 1
+    if feed.end.get("interactive"):
+        while window.is_open():
+            window.pump(0.1)
+    window.close()
+    return _report(renders, feed, "end")
+
+
+def _report(renders: int, feed: Feed, how: str) -> dict[str, Any]:
+    return {"renders": renders, "metrics_rows": len(feed.metrics), "eval_rows": len(feed.evals),
+            "ended": how}
+
+
+class MatplotlibWindow:
+    """The figure in a matplotlib window (or, with backend "agg", drawn off-screen)."""
+
+    def __init__(self, title: str, backend: str | None = None) -> None:
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        from plots import DPI, FIGSIZE
+        self._plt = plt
+        for name in ([backend] if backend else _BACKENDS):
+            try:
+                plt.switch_backend(name)
+                break
+            except (ImportError, RuntimeError, ValueError):
+                continue
+        else:
+            raise RuntimeError(f"no GUI toolkit for matplotlib ({', '.join(_BACKENDS)})")
+        self.fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+        manager = self.fig.canvas.manager
+        if manager is not None:
+            manager.set_window_title(title)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Agg: "non-interactive, cannot show"
+            plt.show(block=False)
+        self.backend = matplotlib.get_backend()
+
+    def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
+        from plots import draw_training
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            draw_training(self.fig, metrics_rows, eval_rows, title)
+        self.fig.canvas.draw_idle()
+        self.fig.canvas.flush_events()
+
+    def pump(self, seconds: float) -> None:
+        self.fig.canvas.start_event_loop(seconds)
+
+    def is_open(self) -> bool:
+        return self._plt.fignum_exists(self.fig.number)
+
+    def close(self) -> None:
+        self._plt.close(self.fig)
+
+
+def _read_lines(stream: Iterable[bytes], inbox: "queue.Queue[bytes | None]") -> None:
+    for line in stream:
+        inbox.put(line)
+    inbox.put(None)  # EOF: the trainer closed the pipe or went away
+
+
+def child_main(argv: list[str]) -> int:
+    import argparse
+    import signal
+    p = argparse.ArgumentParser(prog="live_view.py --child")
+    p.add_argument("--child", action="store_true")
+    p.add_argument("--title", default="cartpole")
+    p.add_argument("--refresh", type=float, default=REFRESH_S)
+    p.add_argument("--backend", default=None)
+    args = p.parse_args(argv)
+    # Ctrl-C at the terminal reaches the whole process group: the trainer handles it (and
+    # closes us); the window itself must not die with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        window = MatplotlibWindow(args.title, args.backend)
+    except Exception as e:  # noqa: BLE001 - no X server, no toolkit: the view is just off
+        print(f"live window off: {type(e).__name__}: {' '.join(str(e).split())[:160]}",
+              file=sys.stderr)
+        return 3
+    inbox: queue.Queue[bytes | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
+    report = run_child(inbox, window, args.title, args.refresh)
+    report["backend"] = window.backend
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))

@@ -1,0 +1,213 @@
+"""The live window: refresh and hand-over logic, tested without a display.
+
+The child's loop runs against a fake window and a fake clock; the trainer side writes to a pipe
+nobody reads (it must never block and never lose or repeat a row); and the whole path runs with
+a real child process drawing off-screen (matplotlib's Agg backend).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+
+import live_view
+
+
+def row(i: int) -> dict:
+    return {"wall_s": 0.1 * i, "env_steps": 1024 * i, "epsilon": max(0.01, 1 - i / 50),
+            "loss": 1.0 / (i + 1), "train_return_mean": float(i), "steps_per_s": 9000.0,
+            "rss_mb": 700.0}
+
+
+class FakeWindow:
+    """Records draws; each pump advances the fake clock. `close_after` pumps, the user closes."""
+
+    def __init__(self, clock: list[float], close_after: int | None = None) -> None:
+        self.clock, self.close_after = clock, close_after
+        self.draws: list[tuple[int, int, str]] = []
+        self.pumps, self.closed = 0, False
+
+    def draw(self, metrics_rows, eval_rows, title):
+        self.draws.append((len(metrics_rows), len(eval_rows), title))
+
+    def pump(self, seconds):
+        self.pumps += 1
+        self.clock[0] += seconds
+
+    def is_open(self):
+        return not self.closed and (self.close_after is None or self.pumps < self.close_after)
+
+    def close(self):
+        self.closed = True
+
+
+def messages(*items) -> "queue.Queue":
+    q: queue.Queue = queue.Queue()
+    for item in items:
+        q.put(None if item is None else json.dumps(item).encode())
+    return q
+
+
+class Trickle(queue.Queue):
+    """An inbox that receives one more metrics row on each poll, like a running trainer."""
+
+    def __init__(self, n_rows: int, end: dict | None) -> None:
+        super().__init__()
+        self.pending = [{"m": row(i)} for i in range(n_rows)] + ([{"end": end}] if end else [None])
+
+        self.gave = False
+
+    def get_nowait(self):
+        if self.gave or not self.pending:  # one message per drain, then "nothing yet"
+            self.gave = False
+            raise queue.Empty
+        self.gave = True
+        item = self.pending.pop(0)
+        return None if item is None else json.dumps(item).encode()
+
+
+def test_redraws_at_most_once_per_refresh_interval_while_rows_arrive():
+    clock = [0.0]
+    win = FakeWindow(clock)
+    # One row per 0.05 s pump for 100 pumps = 5 s of run: ~5 refreshes, not 100.
+    report = live_view.run_child(Trickle(100, {"status": "finished", "interactive": False}),
+                                 win, "t", refresh_s=1.0, clock=lambda: clock[0], pump_s=0.05)
+    live_draws = win.draws[:-1]
+    assert 4 <= len(live_draws) <= 6
+    assert [n for n, _, _ in live_draws] == sorted(n for n, _, _ in live_draws)
+    assert win.draws[-1] == (100, 0, "t (finished)")  # final figure: every row
+    assert report == {"renders": len(win.draws), "metrics_rows": 100, "eval_rows": 0,
+                      "ended": "end"}
+    assert win.closed, "non-interactive: the window closes after the final figure"
+
+
+def test_no_redraw_without_new_rows():
+    clock = [0.0]
+    win = FakeWindow(clock, close_after=200)
+    q = messages({"m": row(0)}, {"e": {"env_steps": 0, "mean": 9.0}})
+    report = live_view.run_child(q, win, "t", refresh_s=1.0, clock=lambda: clock[0])
+    assert win.draws == [(1, 1, "t")], "one draw for one batch of rows, then idle"
+    assert report["ended"] == "closed" and report["renders"] == 1
+
+
+def test_interactive_hand_over_keeps_the_final_figure_until_the_user_closes_it():
+    clock = [0.0]
+    win = FakeWindow(clock, close_after=500)
+    q = messages({"m": row(0)}, {"m": row(1)}, {"end": {"status": "finished: solved at 5.0 s",
+                                                       "interactive": True}}, None)
+    report = live_view.run_child(q, win, "t", clock=lambda: clock[0])
+    assert win.draws[-1] == (2, 0, "t (finished: solved at 5.0 s)")
+    assert win.pumps == 500, "the window stayed, handling events, until the user closed it"
+    assert report["ended"] == "end"
+
+
+def test_trainer_gone_without_hand_over_closes_the_window():
+    clock = [0.0]
+    win = FakeWindow(clock)
+    report = live_view.run_child(messages({"m": row(0)}, None), win, "t", clock=lambda: clock[0])
+    assert report["ended"] == "eof" and win.closed
+
+
+class _PipeProc:
+    """A stand-in child: a pipe whose read end nobody reads until the test does."""
+
+    def __init__(self) -> None:
+        self.r, w = os.pipe()
+        self.stdin = os.fdopen(w, "wb", buffering=0)
+        self.stdout = None
+
+    def poll(self):
+        return None
+
+
+class PipeOnlyView(live_view.LiveView):
+    def _start_child(self, cmd):
+        self.cmd = cmd
+        return _PipeProc()
+
+
+def test_trainer_side_never_blocks_and_sends_each_row_once_in_order(monkeypatch):
+    view = PipeOnlyView("run/training.png", interactive=False, backend="agg")
+    assert view.active and "--child" in view.cmd
+    monkeypatch.setattr(live_view, "SEND_EVERY_S", 0.0)  # try to send on every row
+    n = 3000  # ~0.5 MB: far more than a pipe holds (64 KB), and nobody reads it yet
+    for i in range(n):
+        view.on_metrics({**row(i), "pad": "x" * 100})
+    assert view.active and len(view._out) > 0, "the rest waits in the buffer; nothing blocked"
+    r = view._proc.r
+    os.set_blocking(r, False)
+    received = b""
+    while True:  # the child catches up...
+        try:
+            chunk = os.read(r, 1 << 16)
+        except BlockingIOError:
+            chunk = b""
+        received += chunk
+        if not view._out and not chunk:
+            break
+        view._send()  # ...and the next sends hand over what had piled up
+    steps = [json.loads(line)["m"]["env_steps"] for line in received.splitlines()]
+    assert steps == [1024 * i for i in range(n)]
+    os.close(r)
+
+
+def test_no_display_means_no_window(monkeypatch):
+    monkeypatch.setattr(live_view, "display_available", lambda: False)
+    view = live_view.LiveView("run/training.png", interactive=True)
+    assert not view.active and view.stopped_because == "no display"
+    view.on_metrics(row(1))
+    view.on_end({"solved": True, "solve_wall_s": 1.0})  # no-ops, never waits
+
+
+def test_interactive_only_with_a_person_at_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    assert live_view.interactive_session(quiet=False)
+    assert not live_view.interactive_session(quiet=True)
+    monkeypatch.setenv("CI", "true")
+    assert not live_view.interactive_session(quiet=False)
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    assert not live_view.interactive_session(quiet=False)
+
+
+def test_real_child_process_draws_off_screen_and_hands_over():
+    # The real child, with matplotlib's Agg backend instead of a window: the full protocol,
+    # draw_training included, without a display.
+    view = live_view.LiveView("run/training.png", interactive=False, backend="agg")
+    assert view.active
+    for i in range(200):
+        view.on_metrics(row(i))
+        if i % 10 == 9:
+            view.on_eval({"env_steps": 1024 * i, "mean": float(i), "min": 1.0, "max": 500.0,
+                          "passed": 0})
+    view.on_end({"solved": True, "solve_wall_s": 4.2})
+    assert not view.active
+    assert view.report is not None, view.stopped_because
+    assert view.report["metrics_rows"] == 200 and view.report["eval_rows"] == 20
+    assert view.report["ended"] == "end" and view.report["renders"] >= 1
+    assert view.report["backend"].lower() == "agg"
+
+
+def test_child_without_a_gui_ends_the_view_quietly(monkeypatch):
+    # DISPLAY names no X server: the child cannot open a window and exits; the trainer side
+    # notices at its next write and carries on without a window.
+    monkeypatch.setenv("DISPLAY", ":97")
+    monkeypatch.setattr(live_view, "display_available", lambda: True)
+    view = live_view.LiveView("run/training.png", interactive=True)
+    assert view.active
+    view._proc.wait(timeout=120)  # the child gave up on the display
+    monkeypatch.setattr(live_view, "SEND_EVERY_S", 0.0)
+    view.on_metrics(row(0))
+    view.on_end({})  # must return at once: interactive, but there is no window to wait for
+    assert not view.active
+    assert view.stopped_because == "the window was closed"
+
+
+def test_display_check_follows_the_environment(monkeypatch):
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert live_view.display_available() is False
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert live_view.display_available() is True
