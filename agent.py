@@ -23,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collection import ChunkLayout  # noqa: E402
+from failure_replay import FailureReservoir  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 
 RewardFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -90,14 +91,23 @@ class DoubleDQNAgent(tf.Module):
         quad = tf.minimum(abs_td, self.huber_delta)
         return 0.5 * quad * quad + self.huber_delta * (abs_td - quad)
 
-    def train_step(self, obs, action, reward, next_obs, done, weights):
-        """One importance-weighted Double-DQN update; returns (|TD error| [B], loss, mean Q)."""
+    def train_step(self, obs, action, reward, next_obs, done, weights, n_main=None):
+        """One importance-weighted Double-DQN update; returns (|TD error| [B], loss, mean Q).
+
+        With `n_main`, the first `n_main` rows are the prioritized batch and the rest are extra
+        rows (kept failures): the loss is the weighted sum over all rows divided by `n_main`,
+        so the prioritized part keeps its scale, and mean Q describes the prioritized rows.
+        """
         target = tf.stop_gradient(self.td_targets(reward, next_obs, done))
         variables = self.online.trainable_variables
         with tf.GradientTape() as tape:
             q = tf.gather(self.online(obs), action, axis=1, batch_dims=1)
             td = target - q
-            loss = tf.reduce_mean(weights * self.huber(td))
+            if n_main is None:
+                loss = tf.reduce_mean(weights * self.huber(td))
+            else:
+                loss = tf.reduce_sum(weights * self.huber(td)) / float(n_main)
+                q = q[:n_main]
             scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
@@ -148,30 +158,55 @@ class DoubleDQNAgent(tf.Module):
 
 
 def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
-                         reward_fn: RewardFn, batch_size: int, jit_compile: bool):
+                         reward_fn: RewardFn, batch_size: int, jit_compile: bool,
+                         failures: FailureReservoir | None = None, failure_rows: int = 0):
     """Build the single per-call `tf.function`: store a packed chunk, then learn `n_learn` steps.
 
     Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
     for the whole run; `beta` and `n_learn` are tensors so their changing values never retrace.
+    With a failure reservoir and `failure_rows > 0`, the chunk's terminal transitions are also
+    kept there, and every learning batch gets `failure_rows` of them on top of its
+    `batch_size` prioritized rows, with importance weight `failure_weight` (the trainer passes
+    0 until the run has solved, 1 after) and no priority update.
     """
     layout = ChunkLayout(agent.obs_size)
+    use_failures = failures is not None and failure_rows > 0
+
+    def with_failures(b, weight):
+        """The prioritized batch plus `failure_rows` kept failures, as train_step's arguments."""
+        rows, any_kept = failures.sample(failure_rows)
+        f_next, f_term = rows[:, layout.next_obs], rows[:, layout.terminated]
+        return (tf.concat([b.obs, rows[:, layout.obs]], 0),
+                tf.concat([b.action, tf.cast(rows[:, layout.action], tf.int32)], 0),
+                tf.concat([b.reward, reward_fn(f_next, f_term > 0.5)], 0),
+                tf.concat([b.next_obs, f_next], 0), tf.concat([b.done, f_term], 0),
+                tf.concat([b.weights, tf.fill([failure_rows], any_kept * weight)], 0))
 
     # autograph=False: we write tf.while_loop explicitly, and AutoGraph's source transpiling was
     # ~80% of the trace time (0.6 of 0.86 s here).
     @tf.function(jit_compile=jit_compile, autograph=False, input_signature=[
         tf.TensorSpec([None, layout.width], tf.float32),
-        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)])
-    def store_and_learn(chunk: tf.Tensor, n_learn: tf.Tensor, beta: tf.Tensor) -> LearnStats:
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
+        tf.TensorSpec([], tf.float32)])
+    def store_and_learn(chunk: tf.Tensor, n_learn: tf.Tensor, beta: tf.Tensor,
+                        failure_weight: tf.Tensor = tf.constant(0.0)) -> LearnStats:
         next_obs = chunk[:, layout.next_obs]
         terminated = chunk[:, layout.terminated]
+        valid = chunk[:, layout.valid] > 0.5
         buffer.add(chunk[:, layout.obs], tf.cast(chunk[:, layout.action], tf.int32),
-                   reward_fn(next_obs, terminated > 0.5), next_obs, terminated,
-                   chunk[:, layout.valid] > 0.5)
+                   reward_fn(next_obs, terminated > 0.5), next_obs, terminated, valid)
+        if use_failures:
+            failures.add(chunk, valid & (terminated > 0.5))
 
         def body(i, loss_sum, q_sum):
             b = buffer.sample(batch_size, beta)
-            td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
-                                                    b.done, b.weights)
+            if use_failures:
+                td_abs, loss, mean_q = agent.train_step(*with_failures(b, failure_weight),
+                                                        n_main=batch_size)
+                td_abs = td_abs[:batch_size]
+            else:
+                td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
+                                                        b.done, b.weights)
             buffer.update_priorities(b.indices, td_abs)
             return i + 1, loss_sum + loss, q_sum + mean_q
 

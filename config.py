@@ -86,6 +86,13 @@ class TrainConfig:
     beta_steps: int = field(default=4000, metadata=_opt(
         "Learning steps over which beta anneals from --beta-start to --beta-final."))
 
+    failure_rows: int = field(default=0, metadata=_opt(
+        "Kept failures (terminal transitions from a reservoir apart from the replay ring) added "
+        "to every learning batch once the run has solved; 0 = off. Keeps the network from forgetting what failing looks "
+        "like once it no longer fails (DQN's collapse after solving)."))
+    failure_capacity: int = field(default=4096, metadata=_opt(
+        "Size of the failure reservoir: the latest terminal transitions kept."))
+
     # --- exploration and schedule ---------------------------------------------------------
     eps_start: float = field(default=1.0, metadata=_opt("Initial epsilon of epsilon-greedy."))
     eps_final: float = field(default=0.01, metadata=_opt("Final epsilon."))
@@ -196,6 +203,11 @@ class TrainConfig:
             raise ConfigError(f"--num-envs is limited to 65536, got {self.num_envs}")
         if self.buffer_size > 1 << 24:
             raise ConfigError(f"--buffer-size is limited to {1 << 24}, got {self.buffer_size}")
+        if not 0 <= self.failure_rows <= self.batch_size:
+            raise ConfigError(f"--failure-rows must be in [0, --batch-size={self.batch_size}], "
+                              f"got {self.failure_rows}")
+        if self.failure_capacity <= 0:
+            raise ConfigError(f"--failure-capacity must be positive, got {self.failure_capacity}")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"--batch-size ({self.batch_size}) must not exceed --buffer-size ({self.buffer_size})")
         if not self.hidden or any(h <= 0 for h in self.hidden) or len(self.hidden) > 8:

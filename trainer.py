@@ -154,6 +154,7 @@ class Trainer:
         from agent import DoubleDQNAgent, make_store_and_learn
         from checkpoints import Checkpointer
         from diagnostics import DoomedStates
+        from failure_replay import FailureReservoir
         from rewards import get_reward_fn
         from sumtree_tf import PrioritizedReplayBuffer
         from vec_env_tf import TFWrappedVecEnv
@@ -172,11 +173,14 @@ class Trainer:
                 self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
                 tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
                 mixed_precision=self.mixed)
+            failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
+                                         seed=cfg.seed + 2) if cfg.failure_rows else None)
             self.store_and_learn = make_store_and_learn(
                 self.agent, self.buffer, get_reward_fn(cfg.reward), cfg.batch_size,
-                jit_compile=self.xla)
-        self.checkpointer = Checkpointer(self.run_dir.path,
-                                         {**self.agent.checkpoint_variables(), "buffer": self.buffer})
+                jit_compile=self.xla, failures=failures, failure_rows=cfg.failure_rows)
+        kept = {"failures": failures} if failures is not None else {}
+        self.checkpointer = Checkpointer(self.run_dir.path, {
+            **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})
         self.qnet = evaluation.NumpyQNetwork(self.agent.numpy_weights())
         self.act_rng = np.random.default_rng([cfg.seed, 7])
         self.doomed = DoomedStates(self.env.observation_size)
@@ -270,7 +274,8 @@ class Trainer:
             self.agent.set_learning_rate(lr)
             self.current_lr = lr
         args = (tf.convert_to_tensor(self.chunk.reshape(-1, self.layout.width)),
-                tf.constant(n_learn, tf.int32), tf.constant(beta, tf.float32))
+                tf.constant(n_learn, tf.int32), tf.constant(beta, tf.float32),
+                tf.constant(1.0 if prog.solved else 0.0, tf.float32))
         if self.first_call:  # XLA compiles (or loads from its cache) here, with native log lines
             with benign_native_stderr_hidden():
                 stats = self.store_and_learn(*args)
