@@ -151,16 +151,15 @@ def _md_table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> list[str]
     return lines
 
 
-def render_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
-    ranked = rank_trials(rows, spec.metric)
-    configs = summarize_configs(rows, spec)
-    varying = [d.name for d in spec.varying]
+def _md_header(spec: SweepSpec, rows: Sequence[dict[str, Any]], n_configs: int,
+               info: dict[str, Any]) -> list[str]:
+    """Title, what was swept and how it went, and the settings every trial shared."""
     label = METRIC_LABELS[spec.metric]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "stopped-early", "failed", "not-run")}
     n_solved = sum(r["solved"] is True for r in rows)
     out = [f"# Sweep: {spec.name}", ""]
     out += [f"- Spec: `{info.get('spec_path', '')}`; {len(rows)} trials = "
-            f"{len(configs)} configurations x {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))})",
+            f"{n_configs} configurations x {len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))})",
             f"- Ranked by {label}; scheduler: {spec.scheduler}"
             + (f" (ASHA on eval_mean, grace {spec.grace_period}, max_t {spec.max_t} eval rounds, "
                f"reduction {spec.reduction_factor:g})" if spec.scheduler == "asha" else ""),
@@ -178,12 +177,16 @@ def render_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], info: dict[
         out += ["Fixed settings: " + ", ".join(
             [f"`{d.name}={d.describe()}`" for d in fixed]
             + [f"`{k}={display_value(v)}` (budget)" for k, v in spec.budget.items()]), ""]
-    if varying:
+    if spec.varying:
         out += ["Swept: " + ", ".join(f"`{d.name}`: {d.describe()}" for d in spec.varying), ""]
+    return out
 
-    out += ["## Configurations", "",
-            f"Over each configuration's seeds; {label} statistics over solved seeds only. "
-            "'median, all' counts an unsolved seed as never solving.", ""]
+
+def _md_configs(spec: SweepSpec, configs: list[dict[str, Any]]) -> list[str]:
+    varying = [d.name for d in spec.varying]
+    out = ["## Configurations", "",
+           f"Over each configuration's seeds; {METRIC_LABELS[spec.metric]} statistics over solved "
+           "seeds only. 'median, all' counts an unsolved seed as never solving.", ""]
     out += _md_table(
         ["rank", "config", *varying, "solved", "median", "IQM", "median, all", "mean best eval"],
         [[i + 1, s["config"], *(s["params"][f] for f in varying), f"{s['solved']}/{s['ran']}",
@@ -191,30 +194,37 @@ def render_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], info: dict[
           fmt_metric(s["median_all"], spec.metric), fmt_num(s["mean_best_eval"])]
          for i, s in enumerate(configs)])
     out.append("")
+    return out
 
-    if configs:
-        best = configs[0]
-        out += ["## Best configuration", ""]
-        out += [f"Configuration {best['config']}: "
-                + (", ".join(f"`{f}={best['params'][f]}`" for f in spec.fields) or "defaults"), ""]
-        out += [f"- Success rate: {best['solved']}/{best['ran']} seeds "
-                f"({100 * best['success_rate']:.0f}%)",
-                f"- Median {label}: {fmt_metric(best['median'], spec.metric)}; IQM: "
-                f"{fmt_metric(best['iqm'], spec.metric)}; range "
-                f"{fmt_metric(best['min'], spec.metric)} to {fmt_metric(best['max'], spec.metric)} "
-                "(solved seeds)",
-                f"- Median over all seeds (unsolved = never): {fmt_metric(best['median_all'], spec.metric)}",
-                "- With this few seeds these are descriptions, not estimates: rerun the winner with "
-                "`cartpole.py --seeds 0-19 ...` for confidence intervals.", ""]
-        seeds_of_best = [r for r in ranked if int(r["config"]) == best["config"]]
-        out += _md_table(["trial", "seed", "status", "solved", "time (s)", "env steps", "best eval"],
-                         [[r["trial"], r["seed"], r["status"], "yes" if r["solved"] is True else "no",
-                           fmt_num(r["solve_wall_s"]), fmt_num(r["solve_env_steps"], 0),
-                           fmt_num(r["best_eval_mean"])] for r in seeds_of_best])
-        out.append("")
 
-    out += ["## All trials, ranked", "",
-            f"Solved trials by {label}, then unsolved by best evaluation mean, failed last.", ""]
+def _md_best(spec: SweepSpec, best: dict[str, Any], ranked: list[dict[str, Any]]) -> list[str]:
+    """The winning configuration and each of its seeds."""
+    label, m = METRIC_LABELS[spec.metric], spec.metric
+    out = ["## Best configuration", ""]
+    out += [f"Configuration {best['config']}: "
+            + (", ".join(f"`{f}={best['params'][f]}`" for f in spec.fields) or "defaults"), ""]
+    out += [f"- Success rate: {best['solved']}/{best['ran']} seeds "
+            f"({100 * best['success_rate']:.0f}%)",
+            f"- Median {label}: {fmt_metric(best['median'], m)}; IQM: {fmt_metric(best['iqm'], m)}; "
+            f"range {fmt_metric(best['min'], m)} to {fmt_metric(best['max'], m)} (solved seeds)",
+            f"- Median over all seeds (unsolved = never): {fmt_metric(best['median_all'], m)}",
+            "- With this few seeds these are descriptions, not estimates: rerun the winner with "
+            "`cartpole.py --seeds 0-19 ...` for confidence intervals.", ""]
+    seeds_of_best = [r for r in ranked if int(r["config"]) == best["config"]]
+    out += _md_table(["trial", "seed", "status", "solved", "time (s)", "env steps", "best eval"],
+                     [[r["trial"], r["seed"], r["status"], "yes" if r["solved"] is True else "no",
+                       fmt_num(r["solve_wall_s"]), fmt_num(r["solve_env_steps"], 0),
+                       fmt_num(r["best_eval_mean"])] for r in seeds_of_best])
+    out.append("")
+    return out
+
+
+def _md_trials(spec: SweepSpec, ranked: list[dict[str, Any]]) -> list[str]:
+    """Every trial, ranked, then the failures and where to look further."""
+    varying = [d.name for d in spec.varying]
+    out = ["## All trials, ranked", "",
+           f"Solved trials by {METRIC_LABELS[spec.metric]}, then unsolved by best evaluation mean, "
+           "failed last.", ""]
     out += _md_table(
         ["rank", "trial", *varying, "seed", "status", "solved", "time (s)", "env steps",
          "best eval", "stop"],
@@ -228,7 +238,75 @@ def render_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], info: dict[
         out += [f"- `{r['trial']}`: {r['error'] or 'unknown error'}" for r in failures]
     out += ["", f"Files: `{SWEEP_CSV}` (every trial), `{SWEEP_PNG}`, per-trial logs in "
                 f"`{TRIALS_DIR}/<trial>/`, Ray Tune's own records in `{TUNE_DIR}/`.", ""]
+    return out
+
+
+def render_markdown(spec: SweepSpec, rows: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
+    ranked = rank_trials(rows, spec.metric)
+    configs = summarize_configs(rows, spec)
+    out = [*_md_header(spec, rows, len(configs), info), *_md_configs(spec, configs)]
+    if configs:
+        out += _md_best(spec, configs[0], ranked)
+    out += _md_trials(spec, ranked)
     return "\n".join(out)
+
+
+Panel = tuple[str, list[Any], bool, bool]  # name, x values, categorical?, log x?
+
+
+def _panels(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> list[Panel]:
+    """One panel per swept hyperparameter (up to six), or one per trial if only seeds vary.
+
+    Grid and choice values are few and discrete, so they get evenly spaced category slots
+    (readable ticks, jitter for overlapping seeds); ranges get a true numeric axis.
+    """
+    panels: list[Panel] = [(d.name, [r.get(d.name, "") for r in rows], d.kind in ("grid", "choice"),
+                            d.kind == "loguniform") for d in spec.varying[:6]]
+    if not panels:
+        panels.append(("trial", [r["trial"] for r in rows], True, False))
+    return panels
+
+
+def _x_positions(xs_raw: list[Any], categorical: bool,
+                 rng: random.Random) -> tuple[list[float], list[str] | None]:
+    """x coordinates for a panel, and its category tick labels (None for a numeric axis)."""
+    if not categorical and all(finite_or_none(x) is not None for x in xs_raw):
+        return [float(x) for x in xs_raw], None
+    cats = list(dict.fromkeys(str(x) for x in xs_raw))
+    if all(finite_or_none(c) is not None for c in cats):
+        cats.sort(key=float)
+    return [cats.index(str(x)) + rng.uniform(-0.12, 0.12) for x in xs_raw], cats
+
+
+def _draw_panel(ax: Any, spec: SweepSpec, rows: Sequence[dict[str, Any]], panel: Panel,
+                xy: tuple[list[float], list[str] | None], top: float) -> None:
+    """Solved trials at their metric value; the others in a band above the dashed line."""
+    name, _, _, log_x = panel
+    xs, ticks = xy
+    band = top * 1.15
+    groups = {"solved": ([], [], "o", "tab:blue"), "not solved": ([], [], "^", "tab:orange"),
+              "failed": ([], [], "x", "tab:red")}
+    for x, r in zip(xs, rows):
+        v = finite_or_none(r.get(spec.metric_key))
+        if r["solved"] is True and v is not None:
+            g = "solved"
+        else:
+            g, v = ("failed" if r["status"] == "failed" else "not solved"), band
+        groups[g][0].append(x)
+        groups[g][1].append(v)
+    for label, (gx, gy, marker, color) in groups.items():
+        if gx:
+            ax.scatter(gx, gy, marker=marker, color=color, label=label, alpha=0.8)
+    if ticks is not None:
+        ax.set_xticks(range(len(ticks)))
+        ax.set_xticklabels(ticks, rotation=30 if max(map(len, ticks)) > 6 else 0)
+    elif log_x:
+        ax.set_xscale("log")
+    ax.axhline(top * 1.07, color="0.7", lw=0.8, ls="--")
+    ax.set_xlabel(name)
+    ax.set_ylabel(METRIC_LABELS[spec.metric])
+    ax.set_ylim(0, band * 1.08)
+    ax.grid(alpha=0.3)
 
 
 def render_png(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> bytes:
@@ -238,58 +316,16 @@ def render_png(spec: SweepSpec, rows: Sequence[dict[str, Any]]) -> bytes:
     matplotlib.use("Agg")  # file output only; never touch a display
     import matplotlib.pyplot as plt
 
-    key = spec.metric_key
-    dims = spec.varying[:6]
-    # (name, x values, categorical?, log x?). Grid and choice values are few and discrete, so
-    # they get evenly spaced category slots (readable ticks, jitter for overlapping seeds);
-    # ranges get a true numeric axis.
-    panels: list[tuple[str, list[Any], bool, bool]] = []
-    for d in dims:
-        panels.append((d.name, [r.get(d.name, "") for r in rows], d.kind in ("grid", "choice"),
-                       d.kind == "loguniform"))
-    if not panels:  # nothing but seeds varies: plot per trial
-        panels.append(("trial", [r["trial"] for r in rows], True, False))
+    panels = _panels(spec, rows)
     n = len(panels)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
-    solved_vals = [v for r in rows if r["solved"] is True and (v := finite_or_none(r.get(key))) is not None]
+    solved_vals = [v for r in rows if r["solved"] is True and (v := finite_or_none(r.get(spec.metric_key))) is not None]
     top = max(solved_vals) if solved_vals else 1.0
-    band = top * 1.15
     rng = random.Random(0)  # jitter for overlapping categorical points, fixed for reproducible plots
-    for ax, (name, xs_raw, categorical, log_x) in zip(axes.flat, panels):
-        if not categorical and all(finite_or_none(x) is not None for x in xs_raw):
-            xs = [float(x) for x in xs_raw]
-            ticks = None
-        else:
-            cats = list(dict.fromkeys(str(x) for x in xs_raw))
-            if all(finite_or_none(c) is not None for c in cats):
-                cats.sort(key=float)
-            xs = [cats.index(str(x)) + rng.uniform(-0.12, 0.12) for x in xs_raw]
-            ticks = cats
-        groups = {"solved": ([], [], "o", "tab:blue"), "not solved": ([], [], "^", "tab:orange"),
-                  "failed": ([], [], "x", "tab:red")}
-        for x, r in zip(xs, rows):
-            v = finite_or_none(r.get(key))
-            if r["solved"] is True and v is not None:
-                g = "solved"
-            else:
-                g, v = ("failed" if r["status"] == "failed" else "not solved"), band
-            groups[g][0].append(x)
-            groups[g][1].append(v)
-        for label, (gx, gy, marker, color) in groups.items():
-            if gx:
-                ax.scatter(gx, gy, marker=marker, color=color, label=label, alpha=0.8)
-        if ticks is not None:
-            ax.set_xticks(range(len(ticks)))
-            ax.set_xticklabels(ticks, rotation=30 if max(map(len, ticks)) > 6 else 0)
-        elif log_x:
-            ax.set_xscale("log")
-        ax.axhline(top * 1.07, color="0.7", lw=0.8, ls="--")
-        ax.set_xlabel(name)
-        ax.set_ylabel(METRIC_LABELS[spec.metric])
-        ax.set_ylim(0, band * 1.08)
-        ax.grid(alpha=0.3)
+    for ax, panel in zip(axes.flat, panels):
+        _draw_panel(ax, spec, rows, panel, _x_positions(panel[1], panel[2], rng), top)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8, loc="lower right")

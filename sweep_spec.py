@@ -310,7 +310,17 @@ def parse_spec(raw: Any) -> SweepSpec:
     if not isinstance(space, dict) or not space:
         raise _fail("search_space", "expected a non-empty mapping of TrainConfig fields")
     spec = SweepSpec(dimensions=[_parse_dimension(str(k), v) for k, v in space.items()])
+    _parse_trial_keys(raw, spec)
+    if "resources_per_trial" in raw:
+        spec.resources = _parse_resources(raw["resources_per_trial"])
+    _parse_scheduler(raw, spec)
+    if "budget" in raw:
+        spec.budget = _parse_budget(raw["budget"], space)
+    return spec
 
+
+def _parse_trial_keys(raw: dict[str, Any], spec: SweepSpec) -> None:
+    """name, seeds, num_samples, sample_seed, metric and max_concurrent, into `spec`."""
     if "name" in raw:
         if not isinstance(raw["name"], str) or not raw["name"].strip():
             raise _fail("name", f"expected a non-empty string, got {raw['name']!r}")
@@ -330,19 +340,25 @@ def parse_spec(raw: Any) -> SweepSpec:
         spec.metric = raw["metric"]
     if raw.get("max_concurrent") is not None:
         spec.max_concurrent = _int(raw["max_concurrent"], "max_concurrent", 1)
-    if "resources_per_trial" in raw:
-        res = raw["resources_per_trial"]
-        if not isinstance(res, dict) or not res:
-            raise _fail("resources_per_trial", f"expected a mapping like {{cpu: 1}}, got {res!r}")
-        spec.resources = {}
-        for k, v in res.items():
-            if k not in ("cpu", "gpu"):
-                raise _fail(f"resources_per_trial.{k}", "unknown resource; use cpu and/or gpu")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "cpu" and v <= 0):
-                raise _fail(f"resources_per_trial.{k}", f"expected a {'positive' if k == 'cpu' else 'non-negative'} "
-                                                        f"number, got {v!r}")
-            spec.resources[k] = float(v)
-        spec.resources.setdefault("cpu", 1.0)
+
+
+def _parse_resources(res: Any) -> dict[str, float]:
+    if not isinstance(res, dict) or not res:
+        raise _fail("resources_per_trial", f"expected a mapping like {{cpu: 1}}, got {res!r}")
+    resources: dict[str, float] = {}
+    for k, v in res.items():
+        if k not in ("cpu", "gpu"):
+            raise _fail(f"resources_per_trial.{k}", "unknown resource; use cpu and/or gpu")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "cpu" and v <= 0):
+            raise _fail(f"resources_per_trial.{k}", f"expected a {'positive' if k == 'cpu' else 'non-negative'} "
+                                                    f"number, got {v!r}")
+        resources[k] = float(v)
+    resources.setdefault("cpu", 1.0)
+    return resources
+
+
+def _parse_scheduler(raw: dict[str, Any], spec: SweepSpec) -> None:
+    """scheduler and the ASHA settings, which only apply with scheduler: asha."""
     if "scheduler" in raw:
         sched = raw["scheduler"]
         # YAML reads a bare `none` as the string "none" but `null`/`~` as None; accept both.
@@ -364,18 +380,20 @@ def parse_spec(raw: Any) -> SweepSpec:
         if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf <= 1:
             raise _fail("reduction_factor", f"expected a number > 1, got {rf!r}")
         spec.reduction_factor = float(rf)
-    if "budget" in raw:
-        budget = raw["budget"]
-        if not isinstance(budget, dict):
-            raise _fail("budget", f"expected a mapping like {{max_env_steps: 200000}}, got {budget!r}")
-        for k, v in budget.items():
-            if k not in BUDGET_FIELDS:
-                raise _fail(f"budget.{k}", f"not a budget field; budget takes {', '.join(BUDGET_FIELDS)}"
-                                           + _suggest(str(k), BUDGET_FIELDS))
-            if k in space:
-                raise _fail(f"budget.{k}", "is also in search_space; set it in one place")
-            spec.budget[k] = coerce_value(k, v, f"budget.{k}")
-    return spec
+
+
+def _parse_budget(budget: Any, space: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(budget, dict):
+        raise _fail("budget", f"expected a mapping like {{max_env_steps: 200000}}, got {budget!r}")
+    out: dict[str, Any] = {}
+    for k, v in budget.items():
+        if k not in BUDGET_FIELDS:
+            raise _fail(f"budget.{k}", f"not a budget field; budget takes {', '.join(BUDGET_FIELDS)}"
+                                       + _suggest(str(k), BUDGET_FIELDS))
+        if k in space:
+            raise _fail(f"budget.{k}", "is also in search_space; set it in one place")
+        out[k] = coerce_value(k, v, f"budget.{k}")
+    return out
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:
