@@ -135,5 +135,14 @@ def write_profile(profiler: Any, run_dir: Path) -> None:
     atomic_write_text(run_dir / PROFILE_TXT, text.getvalue())
 
 
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown. Every output file is written atomically and
+    closed (and the live window's process joined) before `main` returns, so nothing is lost;
+    what is skipped is TensorFlow's own teardown, ~0.9 s here after the run's last line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
