@@ -49,7 +49,7 @@ def read_hparams(log_dir: Path) -> list[dict]:
                 if v.tag == hp_metadata.SESSION_START_INFO_TAG:
                     info = hp_metadata.parse_session_start_info_plugin_data(
                         v.metadata.plugin_data.content)
-                    sessions.append({k: (x.string_value or x.number_value or x.bool_value)
+                    sessions.append({k: getattr(x, x.WhichOneof("kind"))
                                      for k, x in info.hparams.items()})
     return sessions
 
@@ -171,3 +171,42 @@ def test_hparam_values_are_plugin_types():
     values = tb_log.hparam_values({"hidden": (12, 12), "gamma": 0.998, "xla": "on",
                                    "xla_cache": True, "max_seconds": None, "nested": {"a": 1}})
     assert values == {"hidden": "12,12", "gamma": 0.998, "xla": "on"}
+
+
+# --- a real (tiny) run, then resumed: the event files against metrics.csv and eval.csv -------
+
+TINY = ("--seed", "0", "--num-envs", "16", "--hidden", "8", "--batch-size", "64",
+        "--buffer-size", "4096", "--learning-starts", "256", "--train-every", "4",
+        "--eval-every", "8", "--eval-episodes", "4", "--confirm-episodes", "0",
+        "--checkpoint-every", "1024", "--xla", "off", "--no-profile", "--quiet")
+
+
+def csv_scalars(path: Path, tags: dict[str, str]) -> dict[str, list[tuple[int, float]]]:
+    import run_log
+    return expected(run_log.read_csv(path), tags)
+
+
+def test_real_run_and_its_resume_match_the_csvs(tmp_path):
+    from conftest import run_cli
+    run = tmp_path / "run"
+    first = run_cli("--log-dir", str(run), "--max-env-steps", "2048", *TINY, timeout=600)
+    assert first.returncode == 3, first.stderr  # a budget this small does not solve
+    assert len(event_files(run)) == 1
+    resumed = run_cli("--resume", str(run), "--max-env-steps", "3072", "--quiet", timeout=600)
+    assert resumed.returncode == 3, resumed.stderr
+    assert len(event_files(run)) == 2, "the resumed session writes its own event file"
+
+    got = read_scalars(run)
+    want = {**csv_scalars(run / "metrics.csv", tb_log.TRAIN_TAGS),
+            **csv_scalars(run / "eval.csv", tb_log.EVAL_TAGS)}
+    assert want["charts/epsilon"][-1][0] == 3072 and len(want["eval/mean_return"]) >= 4
+    assert metrics.EPISODIC_LENGTH_TAG in got
+    for tag, series in want.items():
+        steps = [s for s, _ in got[tag]]
+        assert steps == [s for s, _ in series], tag  # each step once, in order, across files
+        # The CSV holds 6 significant digits; the event file the float32 value.
+        np.testing.assert_allclose([v for _, v in got[tag]], [v for _, v in series],
+                                   rtol=1e-5, err_msg=tag)
+    # The hparams are the run's settings as it started (the resume raised only the budget).
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert read_hparams(run) == [tb_log.hparam_values({**config, "max_env_steps": 2048})]
