@@ -339,7 +339,8 @@ def _refuse_existing_runs(log_dir: Path, seeds: list[int], train_args: list[str]
     taken = [f"seed_{s}" for s in seeds if run_log.run_markers(seed_dir(log_dir, s))]
     if taken:
         names = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
-        raise ValueError(f"{names} in {log_dir} already hold a run; choose other seeds or another "
+        verb = "holds a run" if len(taken) == 1 else "hold runs"
+        raise ValueError(f"{names} in {log_dir} already {verb}; choose other seeds or another "
                          "log dir, or pass --overwrite to replace them")
 
 

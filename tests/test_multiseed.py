@@ -364,11 +364,13 @@ def test_rerun_into_a_dir_that_holds_the_seeds_runs(tmp_path: Path, fake_trainer
     log = tmp_path / "ms"
     assert run_seeds([0, 1], log, [], workers=1, command=fake_trainer, quiet=True) == 0
     before = {p: p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
-    with pytest.raises(ValueError, match=r"seed_1 in .* already hold a run;.*--overwrite") as info:
+    with pytest.raises(ValueError, match=r"seed_1 in .* already holds a run;.*--overwrite") as info:
         run_seeds([1, 2], log, [], workers=1, command=fake_trainer, quiet=True)
     assert "seed_2" not in str(info.value) and "\n" not in str(info.value)
     assert {p: p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()} == before
     assert not (log / "seed_2").exists()
+    with pytest.raises(ValueError, match=r"^seed_0, seed_1 in .* already hold runs;"):
+        run_seeds([0, 1], log, [], workers=1, command=fake_trainer, quiet=True)
 
     assert run_seeds([1, 2], log, ["--overwrite"], workers=1, command=fake_trainer, quiet=True) == 0
     probe = json.loads((log / "seed_1" / "probe.json").read_text())
