@@ -56,9 +56,8 @@ class NumpyQNetwork:
 
 @dataclass
 class EvalResult:
-    returns: np.ndarray          # one standard return per finished episode
+    returns: np.ndarray          # one standard return per episode, every episode played out
     requested: int               # episodes asked for
-    stopped_early: bool          # stopped at the first failed episode
 
     @property
     def perfect(self) -> int:
@@ -66,24 +65,24 @@ class EvalResult:
 
     @property
     def passed(self) -> bool:
-        """All requested episodes were played and every one scored 500."""
-        return not self.stopped_early and len(self.returns) == self.requested \
-            and self.perfect == self.requested
+        """Every requested episode scored 500."""
+        return len(self.returns) == self.requested and self.perfect == self.requested
 
     def stats(self) -> dict[str, float]:
+        """Statistics of ALL the round's episodes (never of a prefix cut at a failure)."""
         r = self.returns if len(self.returns) else np.zeros(1)
         return {"episodes": int(len(self.returns)), "mean": float(np.mean(r)),
                 "min": float(np.min(r)), "max": float(np.max(r)), "at_500": self.perfect}
 
 
 def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
-             stop_at_failure: bool = False, env_id: str = "CartPole-v1") -> EvalResult:
+             env_id: str = "CartPole-v1") -> EvalResult:
     """Play `episodes` fresh episodes with `act` (obs [n,4] -> actions [n]) and score them.
 
     Episodes run in batches of up to `num_envs` parallel envs, one episode per env, each env
-    seeded from `seed`, so a round is reproducible. With `stop_at_failure` a batch ends at the
-    first episode that terminates before 500: a solve round needs every episode perfect, so the
-    rest cannot change the verdict, and early in training this makes a round almost free.
+    seeded from `seed`, so a round is reproducible. Every episode is played to its end, so the
+    statistics describe the whole round; the trainer plays rounds on a second thread, where
+    finishing a failed round costs the learning loop nothing.
     """
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -100,19 +99,13 @@ def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
             while running.any():
                 obs, reward, terminated, truncated, _ = envs.step(act(obs))
                 ret += reward * running
-                finished = running & (terminated | truncated)
-                running &= ~finished
-                if stop_at_failure and np.any(finished & (ret < MAX_RETURN)):
-                    # Keep the episodes that ended, the failing one included, and stop.
-                    ended = (np.arange(n_envs) < n) & ~running
-                    returns.append(ret[ended])
-                    return EvalResult(np.concatenate(returns), episodes, True)
+                running &= ~(terminated | truncated)
             returns.append(ret[:n])
             left -= n
             batch_index += 1
     finally:
         envs.close()
-    return EvalResult(np.concatenate(returns), episodes, False)
+    return EvalResult(np.concatenate(returns), episodes)
 
 
 def load_saved_network(path: str | Path) -> tuple[NumpyQNetwork, Path]:

@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
+import rules  # noqa: E402  (the solve rule, as the trainer applies it)
 
 CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
 PEERS = ("sb3_dqn", "sb3_ppo")
@@ -84,17 +85,15 @@ CONFIRM_ROUND = 1_000_000  # round index reserved for the confirmation, far past
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class SolveTracker:
-    """The solve rule: `rounds_needed` passing evaluation rounds in a row.
+    """The trainer's solve rule (rules.py) applied to a peer's rounds, plus where it solved.
 
     The first time the streak reaches `rounds_needed`, the clock and the step count of that
     round are frozen as the solve point; later rounds (if any) are still counted but cannot
     move the solve point.
     """
     rounds_needed: int
-    consecutive: int = 0
-    rounds: int = 0
+    state: rules.SolveState = rules.SolveState()
     passed_rounds: int = 0
-    solved: bool = False
     solve_env_steps: int | None = None
     solve_wall_s: float | None = None
 
@@ -102,13 +101,17 @@ class SolveTracker:
         if self.rounds_needed < 1:
             raise ValueError(f"rounds_needed must be >= 1, got {self.rounds_needed}")
 
+    rounds = property(lambda self: self.state.rounds)
+    consecutive = property(lambda self: self.state.consecutive)
+    solved = property(lambda self: self.state.solved)
+
     def record(self, passed: bool, env_steps: int, wall_s: float) -> bool:
         """Count one round; return True when this round is the one that solves."""
-        self.rounds += 1
+        was_solved = self.solved
+        self.state = rules.after_round(self.state, passed, self.rounds_needed)
         self.passed_rounds += int(passed)
-        self.consecutive = self.consecutive + 1 if passed else 0
-        if not self.solved and self.consecutive >= self.rounds_needed:
-            self.solved, self.solve_env_steps, self.solve_wall_s = True, env_steps, wall_s
+        if self.solved and not was_solved:
+            self.solve_env_steps, self.solve_wall_s = env_steps, wall_s
             return True
         return False
 
@@ -414,7 +417,7 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
                 return
             ts = time.perf_counter()
             res = evaluation.evaluate(greedy_act(self.model), eval_episodes,
-                                      seed=round_seed(seed, tracker.rounds), stop_at_failure=True)
+                                      seed=round_seed(seed, tracker.rounds))
             eval_seconds[0] += time.perf_counter() - ts
             tracker.record(res.passed, steps, since_start())
             eval_log.append({"env_steps": steps, "wall_s": round(since_start(), 3),
