@@ -1,7 +1,8 @@
 """Hyperparameter and seed sweeps of the CartPole trainer on Ray Tune.
 
 Entry point: `run_sweep(spec_path, log_dir)`, reached as `python cartpole.py --sweep SPEC.yaml
---log-dir DIR [--ray-address ADDR]`. Ray is imported only here, and only when a sweep runs.
+--log-dir DIR [--ray-address ADDR] [--storage PATH_OR_URI]`. Ray is imported only here, and only
+when a sweep runs. The trainer (`trainer.train`) is imported only inside trial processes.
 
 Design
 ------
@@ -19,9 +20,14 @@ Design
   (success rate, median and IQM time-to-solve) meaningful.
 * **One trial = one fresh Ray worker process** (`reuse_actors=False`). TensorFlow's graphs, thread
   pools and memory cannot leak between trials. Each trial calls `train_fn(cfg, on_eval=...)`
-  with `log_dir=DIR/trials/<trial name>`, `quiet=True`, `profile=False`, `graphics=False`, and
-  reports every evaluation round to Tune (so ASHA can cut poor trials), then one final row
-  carrying the run's summary.
+  with `quiet=True`, `profile=False`, `graphics=False`, and reports every evaluation round to
+  Tune (so ASHA can cut poor trials), then one final row carrying the run's summary. Whether a
+  round counts towards "solved" is decided by rules.py, the trainer's own rule.
+* **Every trial's files come home** to the sweep's storage (`--storage`, default the log dir):
+  `STORAGE/trials/<trial name>/`. A trial on the launching machine writes there directly; a
+  trial on another machine of a cluster trains into a temporary directory there and, when it
+  ends (solved, failed, or stopped by the scheduler), sends its files home (`TrialHome`,
+  sweep_storage.py). Tune's records go to `STORAGE/ray_tune/` through Tune's own storage.
 * **A failing trial never stops the sweep.** Exceptions from the trainer (ConfigError,
   TrainingFault on a NaN loss, anything else) are caught inside the trainable and reported as a
   final row with `status="failed"` and a one-line error; faults that kill the worker process are
@@ -30,8 +36,7 @@ Design
   caught.
 * **Results are the driver's job.** `DIR/sweep.csv` is rewritten (atomically, via run_log) each
   time a trial ends, so an interrupted sweep still leaves its finished rows; `sweep.md` and
-  `sweep.png` are written at the end. Per-trial logs stay in `DIR/trials/`, Tune's own files in
-  `DIR/ray_tune/`.
+  `sweep.png` are written at the end, and copied to the storage when that is elsewhere.
 
 Modules: `sweep_spec` (the YAML spec, its validation and the trial list) and `sweep_report`
 (rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; this module is the Ray side:
@@ -44,20 +49,27 @@ format is documented in sweep_spec.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
+import socket
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from config import TrainConfig
+import rules
 import run_log
-from sweep_report import (SWEEP_MD, TRIALS_DIR, TUNE_DIR, fmt_metric, fmt_num, result_row,
-                          summarize_configs, write_csv, write_reports)
+import sweep_storage
+from sweep_report import (SWEEP_CSV, SWEEP_MD, SWEEP_PNG, TRIALS_DIR, TUNE_DIR, fmt_metric,
+                          fmt_num, result_row, summarize_configs, write_csv, write_reports)
 from sweep_spec import SweepError, Trial, config_from_overrides, display_value, expand_trials, load_spec
 
-__all__ = ["SweepError", "run_sweep", "run_trial"]
+__all__ = ["SweepError", "TrialHome", "run_sweep", "run_trial"]
 
 TrainFn = Callable[..., dict]
 
@@ -103,13 +115,66 @@ def _progress_metrics(row: dict[str, Any], state: dict[str, Any]) -> dict[str, A
     }
 
 
+@dataclass
+class TrialHome:
+    """How a trial's files reach the sweep's storage; it travels to every trial process.
+
+    `collector` is a Ray actor (sweep_storage.Collector) pinned to the launching machine, or None
+    when no trial can run anywhere else (a local sweep) or the storage is a URI that every trial
+    writes itself. See sweep_storage.py for why Tune cannot do this part for us.
+    """
+    storage: str
+    driver_node: str | None = None
+    collector: Any = None
+
+    def log_dir(self, name: str, node_id: str | None) -> tuple[str, bool]:
+        """The trial's log dir, and whether it is a staging dir to be brought home afterwards."""
+        if not sweep_storage.is_uri(self.storage) and (self.collector is None
+                                                       or node_id == self.driver_node):
+            return sweep_storage.join(self.storage, TRIALS_DIR, name), False
+        return tempfile.mkdtemp(prefix=f"cartpole-{name}-"), True
+
+    def bring_home(self, local_dir: str, name: str) -> str:
+        """Send a staged trial's files to the storage and remove them here. Returns "" or, if
+        that failed, one line saying where the files were left (they are kept, never lost)."""
+        try:
+            if sweep_storage.is_uri(self.storage):
+                sweep_storage.upload_tree(local_dir, sweep_storage.join(self.storage, TRIALS_DIR, name))
+            else:
+                import ray
+                ray.get(self.collector.receive.remote(f"{TRIALS_DIR}/{name}",
+                                                      sweep_storage.read_tree(local_dir)))
+        except Exception as e:  # noqa: BLE001 - a failed copy is reported, never fatal
+            return (f"files not brought home ({_one_line(e)}); they are in {local_dir} "
+                    f"on {socket.gethostname()}")
+        shutil.rmtree(local_dir, ignore_errors=True)
+        return ""
+
+
+def after_eval_round(state: rules.SolveState, row: dict[str, Any], solve_rounds: int) -> rules.SolveState:
+    """rules.after_round for one evaluation row of the trainer. The row's `consecutive` is the
+    trainer's own streak, which survives a resume while this trial's history does not; the
+    state is set to the streak before this round, then the rule decides."""
+    passed = bool(row.get("passed"))
+    before = max(0, int(row.get("consecutive") or 0) - int(passed))
+    return rules.after_round(dataclasses.replace(state, consecutive=before), passed, solve_rounds)
+
+
+def _default_train_fn() -> TrainFn:
+    from trainer import train  # here, not at module level: only trial processes need TensorFlow
+    return train
+
+
 def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
-              cpus: float, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+              cpus: float, report: Callable[[dict[str, Any]], None],
+              home: TrialHome | None = None, node_id: str | None = None) -> dict[str, Any]:
     """Run one trial and report its evaluation rounds and final row; return the final row.
 
     `report` is `tune.report` in a sweep; it is a parameter so this function can be tested
     without Ray. When Tune stops the trial, `report` raises SystemExit inside the trainer's
-    callback; that is not an Exception, so it passes through and ends the trial as Tune intends.
+    callback; that is not an Exception, so it passes through and ends the trial as Tune intends
+    (after the trial's files have been brought home). Without `home` the trial writes into
+    `trials_root/<name>`; with it, where `home.log_dir` says for the node `node_id`.
     """
     # One TensorFlow thread pool per granted CPU: with two trials on two cores, TF's default
     # (a pool the size of the machine per process) oversubscribes, and 1/1 was measured fastest.
@@ -118,31 +183,37 @@ def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     state: dict[str, Any] = {"best": None, "last": None, "rounds": 0, "solve": None,
-                             "solve_rounds": TrainConfig.solve_rounds}
+                             "rule": rules.SolveState(), "solve_rounds": TrainConfig.solve_rounds}
 
     def on_eval(row: dict[str, Any]) -> None:
         mean = row.get("mean")
         if mean is not None and (state["best"] is None or mean > state["best"]):
             state["best"] = float(mean)
-        # The trainer's own rule: solved once `solve_rounds` rounds in a row have passed.
-        if state["solve"] is None and (row.get("consecutive") or 0) >= state["solve_rounds"]:
+        state["rule"] = after_eval_round(state["rule"], row, state["solve_rounds"])
+        if state["solve"] is None and state["rule"].solved:
             state["solve"] = (row.get("wall_s"), row.get("env_steps"))
         state["last"], state["rounds"] = row, state["rounds"] + 1
         report(_progress_metrics(row, state))
 
     summary: dict[str, Any] = {}
-    error = ""
+    error, not_home, staged = "", "", None
     try:
-        if train_fn is None:
-            import cartpole  # here, not at module level: only trial processes need TensorFlow
-            train_fn = cartpole.train
-        cfg = config_from_overrides(trial["overrides"]).replace(
-            log_dir=os.path.join(trials_root, trial["name"]), quiet=True, profile=False,
-            graphics=False)
-        state["solve_rounds"] = cfg.solve_rounds
-        summary = dict(train_fn(cfg, on_eval=on_eval) or {})
-    except Exception as e:  # noqa: BLE001 - any trainer failure becomes a failed row, never a crash
-        error = _one_line(e)
+        try:
+            train_fn = train_fn or _default_train_fn()
+            cfg = config_from_overrides(trial["overrides"]).validate()
+            if home is None:
+                log_dir = os.path.join(trials_root, trial["name"])
+            else:
+                log_dir, is_staged = home.log_dir(trial["name"], node_id)
+                staged = log_dir if is_staged else None
+            cfg = cfg.replace(log_dir=log_dir, quiet=True, profile=False, graphics=False)
+            state["solve_rounds"] = cfg.solve_rounds
+            summary = dict(train_fn(cfg, on_eval=on_eval) or {})
+        except Exception as e:  # noqa: BLE001 - any trainer failure becomes a failed row, never a crash
+            error = _one_line(e)
+    finally:
+        if staged is not None and home is not None:
+            not_home = home.bring_home(staged, trial["name"])
     final = _progress_metrics(state["last"] or {}, state)
     best = summary.get("best_eval_mean", state["best"])
     if summary:
@@ -150,7 +221,8 @@ def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
                       "solve_wall_s": summary.get("solve_wall_s"),
                       "solve_env_steps": summary.get("solve_env_steps")})
     final.update({
-        "final": True, "status": "failed" if error else "ok", "error": error,
+        "final": True, "status": "failed" if error else "ok",
+        "error": "; ".join(e for e in (error, not_home) if e),
         "best_eval_mean": None if best is None else float(best),
         "confirm_mean_return": summary.get("confirm_mean_return"),
         "total_env_steps": summary.get("total_env_steps"), "total_wall_s": summary.get("total_wall_s"),
@@ -174,7 +246,7 @@ def _import_ray() -> Any:
 
 
 def _worker_pythonpath(train_fn: TrainFn | None) -> str:
-    """PYTHONPATH for trial processes: the project (so `sweep`, `config`, `cartpole` import) and
+    """PYTHONPATH for trial processes: the project (so `sweep`, `config`, `trainer` import) and
     the directory of an injected train_fn's module (Ray pickles module-level functions by name).
     Ray adds only the driver's script directory and working directory on its own, which misses
     both under pytest or when started from elsewhere."""
@@ -283,13 +355,48 @@ def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
     return Progress()
 
 
+def _prepare_storage(out: Path, storage: str | None) -> str:
+    """Resolve and check the storage before Ray starts; return it (a local path or a URI)."""
+    root = sweep_storage.resolve_storage(storage, out)
+    if sweep_storage.is_uri(root):
+        sweep_storage.check_uri(root)
+    else:
+        try:
+            Path(root, TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SweepError(f"--storage {root} is not writable: {e.strerror or e}") from None
+    return root
+
+
+def _trial_home(ray: Any, storage: str, joined: bool) -> TrialHome:
+    """Where trials put their files. A collector actor on this (the launching) machine is started
+    only when trials may run on other machines and the storage is a local path."""
+    driver_node = ray.get_runtime_context().get_node_id()
+    several_nodes = sum(1 for n in ray.nodes() if n.get("Alive")) > 1
+    if sweep_storage.is_uri(storage) or not (joined or several_nodes):
+        return TrialHome(storage, driver_node)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    # num_cpus=0: it must never take a trial's slot (a head node may offer no CPUs at all).
+    collector = ray.remote(sweep_storage.Collector).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)
+    ).remote(storage)
+    try:
+        ray.get(collector.receive.remote(".", {}), timeout=120)  # up and able to import us
+    except Exception as e:  # noqa: BLE001
+        raise SweepError(f"cannot start the file collector on this machine: {_one_line(e)}") from None
+    return TrialHome(storage, driver_node, collector)
+
+
 def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
-              train_fn: TrainFn | None = None, quiet: bool = False) -> int:
+              train_fn: TrainFn | None = None, quiet: bool = False,
+              storage: str | None = None) -> int:
     """Run the sweep described by the YAML file `spec_path`, writing results into `log_dir`.
 
-    `train_fn(cfg, on_eval=...) -> summary` defaults to `cartpole.train` (imported inside each
-    trial process); tests inject a fast stand-in. Returns 0 if some trial solved, 3 if none did,
-    1 if every trial failed. Raises SweepError (one line) when the sweep cannot start.
+    `train_fn(cfg, on_eval=...) -> summary` defaults to `trainer.train` (imported inside each
+    trial process); tests inject a fast stand-in. `storage` (a path on this machine or a URI;
+    default `log_dir`) is where every trial's files and Tune's records end up. Returns 0 if some
+    trial solved, 3 if none did, 1 if every trial failed. Raises SweepError (one line) when the
+    sweep cannot start.
     """
     t_start = time.time()
     spec = load_spec(spec_path)
@@ -299,19 +406,22 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
 
     out = Path(log_dir).resolve()  # absolute: Tune runs each trial in its own working directory
     try:
-        (out / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         run_log.atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text())
         run_log.atomic_write_json(out / TRIALS_JSON, [t.to_json() for t in trials])
     except OSError as e:
         raise SweepError(f"log dir {out} is not writable: {e.strerror or e}") from None
-    trials_root = str(out / TRIALS_DIR)
+    storage_root = _prepare_storage(out, storage)
+    trials_root = sweep_storage.join(storage_root, TRIALS_DIR)
 
     def say(message: str) -> None:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
 
     started_ray = _start_ray(ray, ray_address, train_fn)
+    home = None
     try:
+        home = _trial_home(ray, storage_root, joined=bool(ray_address))
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
         need = spec.resources.get("cpu", 1.0)
         if not ray_address and need > cluster_cpus:
@@ -324,7 +434,8 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
         say(f"sweep {spec.name}: {len(trials)} trials ({n_configs} configurations x "
             f"{len(spec.seeds)} seeds), up to {concurrency} at a time on "
             f"{'Ray at ' + ray_address if ray_address else 'local Ray'} ({cluster_cpus:g} CPUs); "
-            f"scheduler {spec.scheduler}; results in {out}")
+            f"scheduler {spec.scheduler}; results in {out}"
+            + (f", trial files in {trials_root}" if storage_root != str(out) else ""))
 
         metrics_by_trial: dict[int, dict[str, Any]] = {}
         errors_by_trial: dict[int, str] = {}
@@ -351,7 +462,10 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
         cpus = spec.resources.get("cpu", 1.0)
 
         def sweep_trial(config: dict[str, Any]) -> None:
-            run_trial(trial_table[config["trial_index"]], train_fn, trials_root, cpus, tune.report)
+            import ray as ray_in_trial
+            node_id = ray_in_trial.get_runtime_context().get_node_id()
+            run_trial(trial_table[config["trial_index"]], train_fn, trials_root, cpus, tune.report,
+                      home=home, node_id=node_id)
 
         trainable = tune.with_resources(sweep_trial, {k: v for k, v in spec.resources.items() if v})
         scheduler = None
@@ -371,7 +485,7 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
                 num_samples=1, scheduler=scheduler, max_concurrent_trials=spec.max_concurrent,
                 reuse_actors=False, trial_name_creator=trial_name, trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(out), verbose=0, callbacks=[callback],
+                name=TUNE_DIR, storage_path=storage_root, verbose=0, callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
         # Tune logs a full traceback for every failed trial; we already print one line per trial
         # and sweep.md lists every error, so only Tune's critical messages get through.
@@ -405,7 +519,14 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
         rows = current_rows()
         info["wall_s"] = time.time() - t_start
         write_reports(out, spec, rows, info)
+        try:
+            sweep_storage.publish(out, [SPEC_COPY, TRIALS_JSON, SWEEP_CSV, SWEEP_MD, SWEEP_PNG],
+                                  storage_root)
+        except (OSError, SweepError) as e:
+            say(f"sweep: could not copy the reports to {storage_root}: {_one_line(e)}")
     finally:
+        if home is not None and home.collector is not None:
+            ray.kill(home.collector)
         if started_ray:
             ray.shutdown()
 
