@@ -52,7 +52,7 @@ def hparam_values(config: dict[str, Any]) -> dict[str, bool | int | float | str]
     settings and output-only settings left out (the plugin takes bool/int/float/str only)."""
     out: dict[str, bool | int | float | str] = {}
     for key, value in config.items():
-        if key in NOT_HPARAMS or value is None:
+        if key in NOT_HPARAMS:
             continue
         if isinstance(value, (list, tuple)):
             out[key] = ",".join(str(v) for v in value)
