@@ -1,11 +1,15 @@
 """Bad input and faults: each gives one line on stderr, exit code 2, and no traceback."""
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_cli
+from config import ConfigError, TrainConfig, flag_name, float_fields
+from conftest import ROOT, run_cli
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -132,10 +136,10 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     graph into the loss; training must stop naming the step, leaving the checkpoint loadable."""
     import tensorflow as tf
 
-    import cartpole
     import rewards
+    import trainer
     from checkpoints import latest_checkpoint, read_state
-    from config import TrainConfig
+    from errors import TrainingFault
 
     poison = tf.Variable(False)
     clean = rewards.get_reward_fn("shaped")
@@ -154,8 +158,8 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
         if row["env_steps"] >= 4096:  # a checkpoint was written at 2048
             poison.assign(True)
 
-    with pytest.raises(cartpole.TrainingFault, match=r"non-finite loss .* at learning step \d+"):
-        cartpole.train(cfg, on_eval=on_eval)
+    with pytest.raises(TrainingFault, match=r"non-finite loss .* at learning step \d+"):
+        trainer.train(cfg, on_eval=on_eval)
     latest = latest_checkpoint(tmp_path / "nan")
     state = read_state(latest)
     assert 2048 <= state["progress"]["env_steps"] <= 4096 + 1024
@@ -166,10 +170,10 @@ def test_disk_full_while_logging_stops_cleanly_and_keeps_checkpoint(tmp_path, mo
     line, naming the log dir; the last complete checkpoint still restores."""
     import errno
 
-    import cartpole
     import run_log
+    import trainer
     from checkpoints import latest_checkpoint, read_state
-    from config import TrainConfig
+    from errors import TrainingFault
 
     real_write = run_log.atomic_write_bytes
     state = {"armed": False}
@@ -188,8 +192,278 @@ def test_disk_full_while_logging_stops_cleanly_and_keeps_checkpoint(tmp_path, mo
     cfg = TrainConfig(log_dir=str(tmp_path / "full"), seed=0, quiet=True, profile=False,
                       max_env_steps=200_000, checkpoint_every=2048, eval_every=16,
                       checkpoint_seconds=1e6)
-    with pytest.raises(cartpole.TrainingFault, match="No space left on device") as info:
-        cartpole.train(cfg, on_eval=on_eval)
+    with pytest.raises(TrainingFault, match="No space left on device") as info:
+        trainer.train(cfg, on_eval=on_eval)
     assert "\n" not in str(info.value) and "last good checkpoint kept" in str(info.value)
     progress = read_state(latest_checkpoint(tmp_path / "full"))["progress"]
     assert 2048 <= progress["env_steps"] <= 4096
+
+
+# --- NaN and infinity in float settings ----------------------------------------------------------
+# Every range check is a comparison, and every comparison with NaN is False, so without a check of
+# its own `--lr nan` passed them all. Each float flag is refused by the parser and by validate().
+NON_FINITE = ("nan", "inf", "-inf")
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cartpole.py: error:"), err
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+
+
+@pytest.mark.parametrize("text", NON_FINITE)
+@pytest.mark.parametrize("name", float_fields())
+def test_non_finite_float_flag_refused(name, text, capsys):
+    import cartpole
+    with pytest.raises(SystemExit) as info:  # argparse exits while parsing, before anything runs
+        cartpole.main([f"{flag_name(name)}={text}"])
+    assert info.value.code == 2
+    assert_one_line(capsys.readouterr().err, flag_name(name), "finite", text)
+
+
+@pytest.mark.parametrize("text", NON_FINITE)
+@pytest.mark.parametrize("name", float_fields())
+def test_non_finite_float_setting_refused_by_validate(name, text):
+    """The same through the API the sweep and config files use (no parser in between)."""
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{name: float(text)}).validate()
+    assert f"{flag_name(name)} must be a finite number" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+
+
+def test_bad_numbers_are_refused_before_tensorflow_is_imported():
+    out = run_python(
+        "import sys, cartpole, trainer\n"
+        "from config import ConfigError, TrainConfig\n"
+        "try:\n    cartpole.main(['--gamma=nan'])\n"
+        "except SystemExit as e:\n    print('cli', e.code, 'tensorflow' in sys.modules)\n"
+        "try:\n    trainer.train(TrainConfig(lr=float('inf'), log_dir='unused'))\n"
+        "except ConfigError as e:\n    print('api', 'tensorflow' in sys.modules)\n")
+    assert out.stdout.split("\n")[:2] == ["cli 2 False", "api False"], out.stdout + out.stderr[-2000:]
+    assert_one_line(out.stderr, "--gamma")
+
+
+# --- reusing a log directory (run_log.RunDir.prepare) --------------------------------------------
+def make_run_files(d):
+    """Every kind of file a run writes, as names (contents do not matter to prepare)."""
+    names = ["config.json", "metrics.csv", "eval.csv", "summary.json", "timings.json",
+             "training_metrics.png", "profile.prof", "profile.txt", "cartpole_demo.gif",
+             "events.out.tfevents.1700000000.host.1.v2", "checkpoints/checkpoint",
+             "checkpoints/ckpt-5.index", "checkpoints/ckpt-5.data-00000-of-00001",
+             "checkpoints/state-5.json", "model/best.keras", "model/final.keras",
+             "scripts/cartpole.py", "scripts/run_cartpole_training.sh", "scripts/requirements.txt"]
+    for n in names:
+        (d / n).parent.mkdir(parents=True, exist_ok=True)
+        (d / n).write_text("run")
+    return names
+
+
+def make_user_files(d):
+    """Files a user might keep beside a run; no mode of prepare may touch them."""
+    names = ["notes.txt", "output.log", "data.tmp", "checkpoints/README", "model/mine.keras",
+             "mine/config.json", "mine/profile.txt"]
+    for n in names:
+        (d / n).parent.mkdir(parents=True, exist_ok=True)
+        (d / n).write_text("mine")
+    return names
+
+
+@pytest.mark.parametrize("marker", ["config.json", "summary.json", "metrics.csv", "eval.csv",
+                                    "checkpoints/checkpoint", "model/best.keras",
+                                    "model/final.keras"])
+def test_new_run_into_a_used_dir_is_refused(tmp_path, marker):
+    from run_log import LogDirError, RunDir
+    (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / marker).write_text("run")
+    with pytest.raises(LogDirError) as info:
+        RunDir.prepare(tmp_path, "new")
+    msg = str(info.value)
+    assert "\n" not in msg and marker in msg
+    assert f"--resume {tmp_path}" in msg and "--overwrite" in msg
+    assert (tmp_path / marker).read_text() == "run"
+
+
+def test_new_run_into_a_dir_of_user_files_is_fine(tmp_path):
+    from run_log import RunDir
+    user = make_user_files(tmp_path)
+    RunDir.prepare(tmp_path, "new")
+    assert all((tmp_path / n).read_text() == "mine" for n in user)
+
+
+def test_overwrite_removes_the_run_files_and_keeps_everything_else(tmp_path):
+    from run_log import RunDir
+    run = make_run_files(tmp_path)
+    user = make_user_files(tmp_path)
+    RunDir.prepare(tmp_path, "overwrite")
+    assert [n for n in run if (tmp_path / n).exists()] == []
+    assert all((tmp_path / n).read_text() == "mine" for n in user)
+    assert not (tmp_path / "scripts").exists()  # emptied, so removed
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "model").is_dir()
+    RunDir.prepare(tmp_path, "new")  # no longer a run
+
+
+@pytest.mark.parametrize("mode", ["new", "overwrite", "resume"])
+def test_leftover_temporaries_are_removed_in_every_mode(tmp_path, mode):
+    from run_log import RunDir, atomic_write_text
+    if mode == "resume":
+        atomic_write_text(tmp_path / "config.json", "{}")
+    user = make_user_files(tmp_path)
+    temps = [".config.json.k2j3h4.tmp", "checkpoints/.state-5.json.a1b2c3.tmp",
+             "model/best.keras.tmp.keras", "scripts/.cli.py.zz9.tmp"]
+    for n in temps:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_text("half")
+    RunDir.prepare(tmp_path, mode)
+    assert [n for n in temps if (tmp_path / n).exists()] == []
+    assert all((tmp_path / n).read_text() == "mine" for n in user)
+
+
+def test_resume_needs_a_run(tmp_path):
+    from run_log import LogDirError, RunDir
+    with pytest.raises(LogDirError, match="no run to resume in"):
+        RunDir.prepare(tmp_path, "resume")
+    with pytest.raises(LogDirError, match="no run directory at"):
+        RunDir.prepare(tmp_path / "missing", "resume")
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "checkpoints").exists()
+    with pytest.raises(ValueError, match="mode"):
+        RunDir.prepare(tmp_path, "append")
+
+
+def test_training_into_a_used_log_dir_is_one_line_before_tensorflow(short_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run, run_dir)
+    before = (run_dir / "config.json").read_bytes()
+    out = run_python("import sys, cartpole\n"
+                     f"code = cartpole.main(['--log-dir', {str(run_dir)!r}, '--no-profile'])\n"
+                     "print(code, 'tensorflow' in sys.modules)\n")
+    assert out.stdout.strip() == "2 False", out.stdout + out.stderr[-2000:]
+    assert_one_line(out.stderr, "already holds a run", f"--resume {run_dir}", "--overwrite")
+    assert (run_dir / "config.json").read_bytes() == before
+
+
+def test_overwrite_replaces_a_run(short_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run, run_dir)
+    (run_dir / "notes.txt").write_text("mine")
+    proc = run_cli("--log-dir", str(run_dir), "--overwrite", "--seed", "5", "--max-env-steps",
+                   "1024", "--num-envs", "16", "--eval-every", "1000000", "--no-profile", "--quiet")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["total_env_steps"] == 1024 and summary["resumed_from_env_steps"] is None
+    assert summary["seed"] == 5
+    assert max(int(r["env_steps"]) for r in _csv(run_dir / "metrics.csv")) == 1024
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("state-*.json")) == ["state-1024.json"]
+    assert (run_dir / "notes.txt").read_text() == "mine"
+
+
+def _csv(path):
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- --resume keeps the run's settings -----------------------------------------------------------
+def resume_cfg(run_dir, *flags):
+    import cli
+    args = cli.build_parser().parse_args(["--resume", str(run_dir), *flags])
+    return cli.resume_config(str(run_dir), args)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--lr", "0.01"], "--lr 0.01 differs from the run's 0.005"),
+    (["--hidden", "12,12"], "--hidden 12,12 differs from the run's 48,48"),
+    (["--no-xla-cache"], "--no-xla-cache differs from the run's --xla-cache"),
+    # The run used --eval-every 16; 32 is the default, and given explicitly it still differs.
+    (["--eval-every", "32"], "--eval-every 32 differs from the run's 16"),
+    (["--seed", "4"], "--seed 4 differs from the run's 3"),
+    (["--overwrite"], "--overwrite would empty it"),
+    (["--log-dir", "/tmp/elsewhere"], "--log-dir /tmp/elsewhere differs"),
+])
+def test_resume_refuses_a_changed_training_flag(short_run, flags, fragment):
+    with pytest.raises(ConfigError) as info:
+        resume_cfg(short_run, *flags)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_takes_flags_equal_to_the_run(short_run):
+    stored = TrainConfig.from_dict(json.loads((short_run / "config.json").read_text())["config"])
+    cfg = resume_cfg(short_run, "--lr", "0.005", "--eval-every", "16", "--seed", "3",
+                     "--log-dir", str(short_run), "--no-overwrite")
+    assert cfg == stored.replace(log_dir=str(short_run))
+
+
+def test_resume_applies_budgets_and_output_flags_given(short_run):
+    cfg = resume_cfg(short_run)  # nothing given: the run's own values
+    assert (cfg.max_env_steps, cfg.quiet, cfg.profile, cfg.graphics) == (4096, True, False, False)
+    # 1,000,000 is the default: "differs from the default" would have ignored it.
+    cfg = resume_cfg(short_run, "--max-env-steps", "1000000", "--max-seconds", "60",
+                     "--keep-training", "5", "--no-quiet", "--profile", "--graphics")
+    assert (cfg.max_env_steps, cfg.max_seconds, cfg.keep_training) == (1_000_000, 60.0, 5)
+    assert (cfg.quiet, cfg.profile, cfg.graphics) == (False, True, True)
+
+
+def test_resume_with_a_changed_flag_is_one_line(short_run):
+    proc = run_cli("--resume", str(short_run), "--gamma", "0.99")
+    assert_one_line_error(proc, "--resume keeps the run's settings; --gamma 0.99 differs from the "
+                                "run's 0.998 (only --max-env-steps, --max-seconds, --keep-training, "
+                                "--quiet, --graphics, --profile may change)")
+
+
+def test_seeds_with_resume_is_refused(tmp_path, capsys):
+    import cartpole
+    code = cartpole.main(["--seeds", "0-1", "--log-dir", str(tmp_path), "--resume", str(tmp_path)])
+    assert code == 2
+    assert_one_line(capsys.readouterr().err, "--resume cannot be combined with --seeds")
+    assert not (tmp_path / "seed_0").exists()
+
+
+def _damage_config(state: dict, damage: str) -> None:
+    cfg = state["config"]
+    if damage == "config_missing":
+        del state["config"]
+    elif damage == "config_not_an_object":
+        state["config"] = [1, 2]
+    elif damage == "lr_a_string":
+        cfg["lr"] = "fast"
+    elif damage == "lr_nan":
+        cfg["lr"] = float("nan")  # json.dumps writes NaN, and json.loads reads it back
+    elif damage == "hidden_a_number":
+        cfg["hidden"] = 48
+    elif damage == "batch_size_a_float":
+        cfg["batch_size"] = 1024.5
+    elif damage == "gamma_out_of_range":
+        cfg["gamma"] = 1.5
+    elif damage == "xla_cache_a_string":
+        cfg["xla_cache"] = "no"  # truthy: read as is, it would turn the cache on
+
+
+@pytest.mark.parametrize("damage", ["config_missing", "config_not_an_object", "lr_a_string",
+                                    "lr_nan", "hidden_a_number", "batch_size_a_float",
+                                    "gamma_out_of_range", "xla_cache_a_string"])
+def test_resume_state_with_a_bad_config(short_run, tmp_path, damage):
+    from errors import CheckpointError
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run, run_dir)
+    for path in (run_dir / "checkpoints").glob("state-*.json"):
+        state = json.loads(path.read_text())
+        _damage_config(state, damage)
+        path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError) as info:
+        resume_cfg(run_dir)
+    assert "holds no usable config" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_state_with_a_bad_config_is_one_line(short_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run, run_dir)
+    for path in (run_dir / "checkpoints").glob("state-*.json"):
+        state = json.loads(path.read_text())
+        _damage_config(state, "lr_a_string")
+        path.write_text(json.dumps(state))
+    assert_one_line_error(run_cli("--resume", str(run_dir)), "holds no usable config", "lr")
