@@ -130,7 +130,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
-
 MODE_ONLY_FLAGS = {"--seeds", "--workers", "--log-dir", "--sweep", "--ray-address"}
 
 
@@ -183,7 +182,10 @@ def resume_config(run_dir: str, args: argparse.Namespace) -> TrainConfig:
     except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
         raise CheckpointError(f"checkpoint {latest} holds no usable config "
                               f"({type(e).__name__}: {e}); was it written by another version?") from None
-    given = explicit_dests(getattr(args, ARGV_ATTR, sys.argv[1:]))
+    tokens = getattr(args, ARGV_ATTR, None)
+    if tokens is None:  # a hand-made Namespace cannot say which flags were given
+        raise TypeError("resume_config needs the args of cli.build_parser().parse_args()")
+    given = explicit_dests(tokens)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name in sorted(given & fields):
         _check_resume_flag(name, getattr(args, name), cfg, run_dir)
