@@ -72,7 +72,7 @@ class TrainConfig:
         "Learning steps over which the learning rate decays from --lr to --lr-final."))
     lr_solved: float | None = field(default=None, metadata=_opt(
         "Learning rate from the moment the task is solved (with --keep-training); default: "
-        "--lr-final. A lower value guards against DQN's collapse after solving."))
+        "--lr-final. Measured: 1e-3 kept runs solved more often than 5e-3, 1e-4 less often."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 

@@ -1,9 +1,13 @@
-"""The run's log directory: fixed file names and columns, and atomic writes.
+"""The run's log directory: fixed file names and columns, atomic writes, and who may use it.
 
 Every file is written to a temporary name in the same directory and renamed into place, so a
 crash (or `kill -9`) at any moment leaves either the previous complete file or the new one,
 never half of one. CSVs are kept in memory and rewritten whole for the same reason; they hold a
 row per learning call or eval round, so this stays cheap.
+
+`RunDir.prepare` decides whether a directory may take a run: a new run never goes into a
+directory that already holds one (their files would mix), `--overwrite` removes only the files
+a run writes, and `--resume` needs a run to continue.
 
 No TensorFlow here: this is Python I/O only.
 """
