@@ -36,8 +36,12 @@ EVAL_TAGS = metrics.tags(metrics.EVAL_METRICS)
 DESCRIPTIONS = {m.tag: m.meaning for m in metrics.TRAIN_METRICS + metrics.EVAL_METRICS if m.tag}
 DESCRIPTIONS[metrics.EPISODIC_LENGTH_TAG] = (
     "mean length of the training episodes finished in this interval (epsilon-greedy)")
+DESCRIPTIONS[metrics.SOLVE_TAGS["solve_wall_s"]] = (
+    "seconds from the clock origin (process start) to the solve; written once")
+DESCRIPTIONS[metrics.SOLVE_TAGS["solve_env_steps"]] = "environment steps at the solve; written once"
 #: Settings that only steer output, never what is learned: not hyperparameters to compare.
-NOT_HPARAMS = frozenset({"log_dir", "quiet", "profile", "graphics", "video_format", "xla_cache"})
+NOT_HPARAMS = frozenset({"log_dir", "quiet", "profile", "graphics", "video_format", "xla_cache",
+                         "overwrite"})
 #: The hparams dashboard's metrics: each session shows the LAST value of these tags, i.e. the
 #: solve (absent if unsolved) and the final evaluation round.
 HPARAM_METRIC_TAGS = (metrics.SOLVE_TAGS["solve_wall_s"], metrics.SOLVE_TAGS["solve_env_steps"],
@@ -206,7 +210,9 @@ class TensorBoardObserver:
             hp.hparams_config(hparams=[hp.HParam(name) for name in sorted(values)],
                               metrics=[hp.Metric(tag, description=DESCRIPTIONS.get(tag, ""))
                                        for tag in HPARAM_METRIC_TAGS])
-            hp.hparams(values)
+            # The run directory's name (seed_3, a sweep trial's name) identifies the trial in
+            # the hparams table, rather than a hash of the values.
+            hp.hparams(values, trial_id=self.log_dir.resolve().name or None)
 
     def _summary(self, values: dict[str, float]) -> Any:
         """One Summary proto holding every tag of a step, as `tf.summary.scalar` would store

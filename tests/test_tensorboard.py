@@ -40,18 +40,22 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def read_hparams(log_dir: Path) -> list[dict]:
-    """The session-start hparams written into the directory, one dict per write."""
-    sessions = []
+def session_starts(log_dir: Path) -> list:
+    """The hparams plugin's session-start records written into the directory."""
+    infos = []
     for path in event_files(log_dir):
         for event in EventFileLoader(str(path)).Load():
             for v in event.summary.value:
                 if v.tag == hp_metadata.SESSION_START_INFO_TAG:
-                    info = hp_metadata.parse_session_start_info_plugin_data(
-                        v.metadata.plugin_data.content)
-                    sessions.append({k: getattr(x, x.WhichOneof("kind"))
-                                     for k, x in info.hparams.items()})
-    return sessions
+                    infos.append(hp_metadata.parse_session_start_info_plugin_data(
+                        v.metadata.plugin_data.content))
+    return infos
+
+
+def read_hparams(log_dir: Path) -> list[dict]:
+    """The session-start hparams written into the directory, one dict per write."""
+    return [{k: getattr(x, x.WhichOneof("kind")) for k, x in info.hparams.items()}
+            for info in session_starts(log_dir)]
 
 
 def made_up_rows(start_step: int, n: int) -> tuple[list[dict], list[dict]]:
@@ -120,6 +124,8 @@ def test_made_up_rows_read_back_with_tags_steps_and_values(tmp_path):
     # The settings, through the hparams plugin: unset and output-only settings left out.
     assert read_hparams(tmp_path) == [{"seed": 3, "hidden": "48,48", "lr": 5e-3, "xla": "auto",
                                        "buffer_size": 65536}]
+    # The trial is named after its run directory (seed_3, a sweep trial), not a hash.
+    assert [info.group_name for info in session_starts(tmp_path)] == [tmp_path.name]
 
 
 def test_nothing_is_written_before_a_checkpoint_and_all_of_it_after(tmp_path):
