@@ -1,9 +1,17 @@
-"""The training figure: a valid PNG for real, empty and partial data; LivePlot throttles."""
+"""The training figure: every panel draws the rows it is given, and LivePlot writes what it shows.
+
+The figure is checked through its data, not its pixels: `plots.draw_training` draws onto a
+matplotlib Figure, whose Line2D and error-bar artists are read back and compared with the input
+rows. The PNG written by `plot_training` and `LivePlot` is compared byte for byte with
+`plots.render_png` of the rows it should show (Agg output is deterministic).
+"""
 from __future__ import annotations
 
 import math
 import sys
 
+import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image
 
 import plots
@@ -22,34 +30,201 @@ def rows(n: int) -> tuple[list[dict], list[dict]]:
     return metrics, evals
 
 
-def assert_png(path, size=(int(plots.FIGSIZE[0] * plots.DPI), int(plots.FIGSIZE[1] * plots.DPI))):
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+# --- reading the drawn figure back -----------------------------------------------------------
+def drawn(metrics: list[dict], evals: list[dict], title: str = "") -> Figure:
+    fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
+    plots.draw_training(fig, metrics, evals, title)
+    return fig
+
+
+def panel(fig: Figure, title: str):
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == title]
+    return ax
+
+
+def line(ax, label: str) -> tuple[np.ndarray, np.ndarray]:
+    (found,) = [ln for ln in ax.lines if ln.get_label() == label]
+    return np.asarray(found.get_xdata(), float), np.asarray(found.get_ydata(), float)
+
+
+def column(rows_: list[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) in (None, "") else float(r[key]) for r in rows_])
+
+
+def eval_points(ax, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, bar bottom, bar top) of the evaluation error-bar series named `label`."""
+    (container,) = [c for c in ax.containers if c.get_label() == label]
+    data_line, _caps, (bars,) = container.lines
+    segments = np.array([np.asarray(s) for s in bars.get_segments()])  # [n, 2 ends, (x, y)]
+    return (np.asarray(data_line.get_xdata(), float), np.asarray(data_line.get_ydata(), float),
+            segments[:, 0, 1], segments[:, 1, 1])
+
+
+def no_data_panels(fig: Figure) -> list[str]:
+    return [ax.get_title() for ax in fig.axes if any(t.get_text() == "no data yet" for t in ax.texts)]
+
+
+PNG_SIZE = (int(plots.FIGSIZE[0] * plots.DPI), int(plots.FIGSIZE[1] * plots.DPI))
+
+
+def assert_png_shows(path, metrics: list[dict], evals: list[dict], title: str = "") -> None:
+    """The file is the full-size figure of exactly these rows."""
     with Image.open(path) as img:
-        assert img.size == size
+        assert img.format == "PNG" and img.size == PNG_SIZE
+    assert path.read_bytes() == plots.render_png(metrics, evals, title), "PNG shows other rows"
 
 
-def test_realistic_rows(tmp_path):
+# --- the panels --------------------------------------------------------------------------------
+def test_returns_panel_draws_training_rows_and_eval_means_with_min_max_bars():
     m, e = rows(80)
-    plots.plot_training(m, e, tmp_path / "f.png", title="seed 0")
-    assert_png(tmp_path / "f.png")
+    ax = panel(drawn(m, e), "Episode return")
+    steps = column(m, "env_steps")
+    for label, key in (("train mean", "train_return_mean"), ("train max", "train_return_max")):
+        x, y = line(ax, label)
+        np.testing.assert_array_equal(x, steps)
+        np.testing.assert_array_equal(y, column(m, key))
+    passed = np.array([r["passed"] == 1 for r in e])
+    for label, rows_ in (("eval mean, min..max", passed == 0), ("eval passed", passed)):
+        x, y, bottom, top = eval_points(ax, label)
+        chosen = [r for r, keep in zip(e, rows_) if keep]
+        np.testing.assert_array_equal(x, column(chosen, "env_steps"))
+        np.testing.assert_array_equal(y, column(chosen, "mean"))
+        np.testing.assert_allclose(bottom, column(chosen, "min"))
+        np.testing.assert_allclose(top, column(chosen, "max"))
 
 
-def test_empty_and_single_row(tmp_path):
-    plots.plot_training([], [], tmp_path / "empty.png")
-    assert_png(tmp_path / "empty.png")
+def test_loss_and_q_panels_draw_the_raw_rows_and_a_trend_inside_their_range():
+    m, _ = rows(80)
+    fig = drawn(m, [])
+    steps = column(m, "env_steps")
+    for title, label, key in (("TD loss", "loss", "loss"), ("Mean Q value", "mean Q", "mean_q")):
+        ax = panel(fig, title)
+        want = column(m, key)
+        ok = np.isfinite(want)  # the first row has no loss yet
+        x, y = line(ax, f"{label} (raw)")
+        np.testing.assert_array_equal(x, steps[ok])
+        np.testing.assert_allclose(y, want[ok])
+        xs, ys = line(ax, f"{label} (smoothed)")
+        np.testing.assert_array_equal(xs, steps[ok])
+        assert np.all((ys >= want[ok].min() - 1e-12) & (ys <= want[ok].max() + 1e-12))
+        assert np.std(ys) < np.std(want[ok])  # a moving average is smoother than the raw series
+    # Loss is positive, so it gets a log axis; mean Q starts at 0 and stays linear.
+    assert panel(fig, "TD loss").get_yscale() == "log"
+    assert panel(fig, "Mean Q value").get_yscale() == "linear"
+
+
+def test_schedule_and_wall_time_panels_draw_their_columns():
+    m, _ = rows(80)
+    m[40:] = [{**r, "lr": 1e-3} for r in m[40:]]
+    fig = drawn(m, [])
+    steps = column(m, "env_steps")
+    schedules = panel(fig, "Schedules")
+    for label, key in (("epsilon", "epsilon"), ("PER beta", "beta")):
+        x, y = line(schedules, label)
+        np.testing.assert_array_equal(x, steps)
+        np.testing.assert_allclose(y, column(m, key))
+    # The learning rate has its own (twin) axis.
+    (twin,) = [ax for ax in fig.axes if any(ln.get_label() == "learning rate" for ln in ax.lines)]
+    assert twin is not schedules
+    x, y = line(twin, "learning rate")
+    np.testing.assert_array_equal(x, steps)
+    np.testing.assert_allclose(y, column(m, "lr"))
+    # Wall time under 3 minutes is shown in seconds.
+    for title, key in (("Throughput", "steps_per_s"), ("Memory (RSS)", "rss_mb")):
+        ax = panel(fig, title)
+        (ln,) = ax.lines
+        np.testing.assert_allclose(ln.get_xdata(), column(m, "wall_s"))
+        np.testing.assert_allclose(ln.get_ydata(), column(m, key))
+        assert ax.get_xlabel() == "wall time (s)"
+
+
+def test_long_runs_switch_the_wall_axis_to_minutes():
+    m, _ = rows(30)
+    for r in m:
+        r["wall_s"] *= 100  # up to ~1,750 s
+    ax = panel(drawn(m, []), "Throughput")
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), column(m, "wall_s") / 60)
+    assert ax.get_xlabel() == "wall time (min)"
+
+
+def test_headline_reports_progress_best_eval_and_pass():
+    m, e = rows(80)
+    head = drawn(m, e, title="seed 0")._suptitle.get_text()
+    assert head.startswith("seed 0\n")
+    assert "env steps 81,920" in head and "episodes 790" in head and "wall 7 s" in head
+    assert "best eval mean 500.0" in head and "PASSED" in head
+    e_failing = [{**r, "passed": 0} for r in e[:5]]
+    head = drawn(m, e_failing)._suptitle.get_text()
+    assert "best eval mean 200.0" in head and "PASSED" not in head
+
+
+# --- odd inputs --------------------------------------------------------------------------------
+def test_empty_rows_give_six_no_data_panels():
+    fig = drawn([], [])
+    assert sorted(no_data_panels(fig)) == sorted(["Episode return", "TD loss", "Mean Q value",
+                                                  "Schedules", "Throughput", "Memory (RSS)"])
+    assert not any(ax.containers for ax in fig.axes)
+
+
+def test_single_row_is_drawn_as_a_marked_point():
     m, _ = rows(1)
-    plots.plot_training(m, [], tmp_path / "one.png")
-    assert_png(tmp_path / "one.png")
+    fig = drawn(m, [])
+    ax = panel(fig, "Episode return")
+    (mean_line,) = [ln for ln in ax.lines if ln.get_label() == "train mean"]
+    assert mean_line.get_marker() == "o"  # a lone point would be invisible as a bare line
+    np.testing.assert_array_equal(mean_line.get_xydata(), [[1024.0, 10.0]])
+    # The first row has no loss yet: that panel alone says so.
+    assert no_data_panels(fig) == ["TD loss"]
 
 
-def test_missing_and_nan_values(tmp_path):
+def test_missing_and_nan_values_are_left_out_point_by_point():
     m, e = rows(10)
     for r in m[::2]:
         r["loss"], r["mean_q"], r["rss_mb"] = float("nan"), None, None
         del r["steps_per_s"]
     e[0]["mean"] = None
-    plots.plot_training(m, e, tmp_path / "nan.png")
-    assert_png(tmp_path / "nan.png")
+    fig = drawn(m, e)
+    steps = column(m, "env_steps")
+    x, y = line(panel(fig, "TD loss"), "loss")
+    np.testing.assert_array_equal(x, steps[1::2])
+    np.testing.assert_allclose(y, column(m, "loss")[1::2])
+    x, _ = line(panel(fig, "Mean Q value"), "mean Q")
+    np.testing.assert_array_equal(x, steps[1::2])
+    (ln,) = panel(fig, "Throughput").lines
+    np.testing.assert_allclose(ln.get_ydata(), column(m, "steps_per_s")[1::2])
+    # An evaluation without a mean is not drawn; the others are.
+    x, y, _, _ = eval_points(panel(fig, "Episode return"), "eval mean, min..max")
+    np.testing.assert_array_equal(x, column(e[1:9], "env_steps"))
+    np.testing.assert_array_equal(y, column(e[1:9], "mean"))
+
+
+def test_rows_read_back_from_csv_draw_the_same_data(tmp_path):
+    # Re-plotting a finished run reads the CSVs, where every value is a string ("" if missing).
+    import run_log
+    m, e = rows(30)
+    m[3]["loss"] = None
+    (tmp_path / "m.csv").write_text(run_log.csv_text(run_log.METRICS_COLUMNS, m))
+    (tmp_path / "e.csv").write_text(run_log.csv_text(run_log.EVAL_COLUMNS, e))
+    m_csv, e_csv = run_log.read_csv(tmp_path / "m.csv"), run_log.read_csv(tmp_path / "e.csv")
+    assert isinstance(e_csv[0]["passed"], str)
+    from_dicts, from_csv = drawn(m, e), drawn(m_csv, e_csv)
+    for title in ("Episode return", "TD loss", "Mean Q value", "Schedules", "Throughput"):
+        a, b = panel(from_dicts, title), panel(from_csv, title)
+        assert [ln.get_label() for ln in a.lines] == [ln.get_label() for ln in b.lines], title
+        for la, lb in zip(a.lines, b.lines):
+            # The CSV keeps 6 significant digits.
+            np.testing.assert_allclose(lb.get_xydata(), la.get_xydata(), rtol=1e-5, err_msg=title)
+    ret = panel(from_csv, "Episode return")
+    x, y, _, _ = eval_points(ret, "eval passed")  # "1"/"0" strings are read as flags
+    np.testing.assert_array_equal(x, column(e[9:], "env_steps"))
+
+
+# --- files ---------------------------------------------------------------------------------------
+def test_plot_training_writes_the_figure_of_its_rows(tmp_path):
+    m, e = rows(80)
+    plots.plot_training(m, e, tmp_path / "f.png", title="seed 0")
+    assert_png_shows(tmp_path / "f.png", m, e, "seed 0")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"], "temp file left behind"
 
 
 def test_importing_plots_does_not_import_matplotlib():
@@ -66,14 +241,15 @@ def test_liveplot_throttles_and_works_headless(tmp_path, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     m, e = rows(20)
     live = plots.LivePlot(tmp_path / "live.png", min_interval_s=60)
-    assert live.update(m, e) is True
+    assert live.update(m[:10], e[:2]) is True
+    assert_png_shows(tmp_path / "live.png", m[:10], e[:2])
     first = (tmp_path / "live.png").stat().st_mtime_ns
     assert live.update(m, e) is False, "second update within the interval must not re-render"
     assert (tmp_path / "live.png").stat().st_mtime_ns == first
     assert live.update(m, e, force=True) is True
+    assert_png_shows(tmp_path / "live.png", m, e)
     assert live.renders == 2 and not live.live
     live.close()
-    assert_png(tmp_path / "live.png")
     assert [p.name for p in tmp_path.iterdir()] == ["live.png"], "temp file left behind"
 
 
@@ -87,9 +263,10 @@ def test_liveplot_close_flushes_a_throttled_update(tmp_path, monkeypatch):
     live.update(m[:5], e[:1])
     live.update(m, e)  # throttled: only remembered
     assert live.renders == 1
+    assert_png_shows(tmp_path / "live.png", m[:5], e[:1])
     live.close()
     assert live.renders == 2
-    assert_png(tmp_path / "live.png")
+    assert_png_shows(tmp_path / "live.png", m, e)
 
 
 def test_unreachable_display_falls_back_to_png(tmp_path):
@@ -97,24 +274,13 @@ def test_unreachable_display_falls_back_to_png(tmp_path):
     # process keeps pyplot's global backend switch out of this one.
     import os
     import subprocess
-    code = ("import plots; lp = plots.LivePlot('live.png', min_interval_s=0); "
-            "lp.update([{'env_steps': 1, 'train_return_mean': 9}], []); lp.close(); print(lp.live)")
+    row = {"env_steps": 1, "train_return_mean": 9}
+    code = (f"import plots; lp = plots.LivePlot('live.png', min_interval_s=0); "
+            f"lp.update([{row!r}], []); lp.close(); print(lp.live)")
     env = {**os.environ, "DISPLAY": ":97", "PYTHONPATH": os.path.dirname(plots.__file__)}
     env.pop("WAYLAND_DISPLAY", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
-    assert_png(tmp_path / "live.png")
-
-
-def test_rows_read_back_from_csv(tmp_path):
-    # Re-plotting a finished run reads the CSVs, where every value is a string ("" if missing).
-    import run_log
-    m, e = rows(30)
-    m[3]["loss"] = None
-    (tmp_path / "m.csv").write_text(run_log.csv_text(run_log.METRICS_COLUMNS, m))
-    (tmp_path / "e.csv").write_text(run_log.csv_text(run_log.EVAL_COLUMNS, e))
-    plots.plot_training(run_log.read_csv(tmp_path / "m.csv"), run_log.read_csv(tmp_path / "e.csv"),
-                        tmp_path / "f.png")
-    assert_png(tmp_path / "f.png")
+    assert_png_shows(tmp_path / "live.png", [row], [])
