@@ -10,9 +10,13 @@ Cost and safety, both decided by WHEN values reach the event file:
 - The observer's row methods only append to a Python list (about a microsecond). The values are
   written and flushed at `on_checkpoint` and `on_end`, so a default run, which checkpoints only
   at its end, pays for TensorBoard after it has solved, never on the way to the solve.
-- Each write is one `tf.summary.experimental.write_raw_pb` call per env step holding every tag
-  of that step: an eager `tf.summary.scalar` cost ~0.4 ms per value here (~0.6 s for a default
-  run's ~1,500 values), one raw write per step ~0.2 ms (~20 ms for the run).
+- Each write is one event per env step holding every tag of that step: an eager
+  `tf.summary.scalar` cost ~0.4 ms per value here (~0.6 s for a default run's ~1,500 values),
+  one event per step ~0.2 ms (~20 ms for the run).
+- Each event carries the wall time at which its values were LOGGED, not the later time at which
+  it was written, so TensorBoard's "relative" and "wall" axes show the run's real pace. That is
+  why the events go through the summary writer's ImportEvent op (an Event proto with its own
+  wall_time) rather than `tf.summary.experimental.write_raw_pb`, which stamps the write time.
 - Nothing reaches the event file before the checkpoint that covers it. A resumed run restarts
   from its last checkpoint and writes a new event file in the same directory; TensorBoard reads
   all of a directory's event files as one run, in order, so the curves continue with no step
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,13 +92,16 @@ class TensorBoardObserver:
     accumulates the time spent inside this observer, for timings.json.
     """
 
-    def __init__(self, log_dir: str | Path, config: dict[str, Any], resumed: bool) -> None:
+    def __init__(self, log_dir: str | Path, config: dict[str, Any], resumed: bool, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.log_dir = Path(log_dir)
         self.config = dict(config)
         self.resumed = resumed
         self.seconds = 0.0
         self.values_written = 0
-        self._pending: dict[int, dict[str, float]] = {}  # step -> tag -> value, in arrival order
+        self._clock = clock
+        # step -> (wall time it was first logged, {tag: value})
+        self._pending: dict[int, tuple[float, dict[str, float]]] = {}
         self._writer: Any = None
         self._tf: Any = None
         self._described: set[str] = set()  # tags whose metadata this event file already holds
@@ -151,7 +158,10 @@ class TensorBoardObserver:
                 self._add(int(step), tag, value)
 
     def _add(self, step: int, tag: str, value: float) -> None:
-        self._pending.setdefault(step, {})[tag] = value
+        entry = self._pending.get(step)
+        if entry is None:
+            entry = self._pending[step] = (self._clock(), {})
+        entry[1][tag] = value
 
     # ---------------------------------------------------------------- writing
     def flush(self) -> None:
@@ -165,11 +175,10 @@ class TensorBoardObserver:
         tf = self._open()
         pending, self._pending = self._pending, {}
         try:
-            with self._writer.as_default():
-                for step in sorted(pending):
-                    raw = self._summary(pending[step]).SerializeToString()
-                    tf.summary.experimental.write_raw_pb(raw, step=step)
-                    self.values_written += len(pending[step])
+            for step in sorted(pending):
+                wall, values = pending[step]
+                self._write_event(step, wall, values)
+                self.values_written += len(values)
             self._writer.flush()
         except tf.errors.OpError as e:
             raise _write_error(e) from None
@@ -213,6 +222,17 @@ class TensorBoardObserver:
             # The run directory's name (seed_3, a sweep trial's name) identifies the trial in
             # the hparams table, rather than a hash of the values.
             hp.hparams(values, trial_id=self.log_dir.resolve().name or None)
+
+    def _write_event(self, step: int, wall: float, values: dict[str, float]) -> None:
+        from tensorboard.compat.proto import event_pb2
+        summary = self._summary(values)
+        resource = getattr(self._writer, "_resource", None)
+        if resource is None:  # a TensorFlow without the writer's handle: write-time stamps
+            with self._writer.as_default():
+                self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+            return
+        event = event_pb2.Event(wall_time=wall, step=step, summary=summary)
+        self._tf.raw_ops.ImportEvent(writer=resource, event=event.SerializeToString())
 
     def _summary(self, values: dict[str, float]) -> Any:
         """One Summary proto holding every tag of a step, as `tf.summary.scalar` would store

@@ -40,6 +40,17 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def wall_times(log_dir: Path) -> dict[int, float]:
+    """step -> wall time of the scalar event written for that step."""
+    out: dict[int, float] = {}
+    for path in event_files(log_dir):
+        for event in EventFileLoader(str(path)).Load():
+            if any(not v.tag.startswith("_hparams_") for v in event.summary.value):
+                assert event.step not in out, f"step {event.step} written twice"
+                out[event.step] = event.wall_time
+    return out
+
+
 def session_starts(log_dir: Path) -> list:
     """The hparams plugin's session-start records written into the directory."""
     infos = []
@@ -126,6 +137,19 @@ def test_made_up_rows_read_back_with_tags_steps_and_values(tmp_path):
                                        "buffer_size": 65536}]
     # The trial is named after its run directory (seed_3, a sweep trial), not a hash.
     assert [info.group_name for info in session_starts(tmp_path)] == [tmp_path.name]
+
+
+def test_events_carry_the_time_their_values_were_logged_not_written(tmp_path):
+    rows, evals = made_up_rows(0, 8)
+    ticks = iter(range(1_700_000_000, 1_700_001_000))
+    obs = tb_log.TensorBoardObserver(tmp_path, CONFIG, resumed=False,
+                                     clock=lambda: float(next(ticks)))
+    feed(obs, rows[:5], evals)
+    obs.on_checkpoint()
+    feed(obs, rows[5:], evals)
+    obs.on_end({})
+    # One clock reading per new step, when its first value was logged.
+    assert wall_times(tmp_path) == {r["env_steps"]: 1_700_000_000.0 + i for i, r in enumerate(rows)}
 
 
 def test_nothing_is_written_before_a_checkpoint_and_all_of_it_after(tmp_path):
