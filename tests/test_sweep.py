@@ -399,6 +399,19 @@ def test_unusable_storage_is_one_line_before_any_trial(tmp_path: Path) -> None:
                         storage=str(tmp_path / "a-file" / "sub"))
 
 
+@needs_yaml
+def test_cli_storage_flag_reaches_the_sweep(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from conftest import run_cli
+    spec = write_spec(tmp_path, "search_space:\n  lr: 0.001\n")
+    proc = run_cli("--sweep", spec, "--log-dir", str(tmp_path / "out"),
+                   "--storage", "nosuchscheme://bucket/x", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "cartpole.py: error: --storage nosuchscheme://bucket/x: Unrecognized filesystem type in "
+        "URI: nosuchscheme://bucket/x"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Ranking and statistics
 # ------------------------------------------------------------------------------------------------
