@@ -1,6 +1,6 @@
 """Double DQN in TensorFlow: Q-networks, the learning step, and the fused store-and-learn call.
 
-Everything here is graph code; the trainer (`cartpole.py`) does the Python I/O.
+Everything here is graph code; the trainer (`trainer.py`) does the Python I/O.
 
 Why one fused function: on this CPU a `tf.function` call costs 100-200 µs while a batch-1024
 learning step costs a few hundred, so crossings dominate unless batched. The trainer collects

@@ -21,10 +21,9 @@ from typing import Any
 # environment step (the 4->64->64->2 forward on 1024 rows took 204 us with two, 110 with one).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from cli import (EXIT_SOLVED, EXIT_USAGE, build_parser, config_from_args,  # noqa: E402
-                 passthrough_args, resume_config)
+from cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
 from config import ConfigError, TrainConfig  # noqa: E402
-from errors import USER_ERRORS, TrainingFault  # noqa: E402
+from errors import EXIT_SOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
 from run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
 
 __all__ = ["main", "TrainingFault"]
@@ -35,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
+        modes = [f"--{m}" for m in ("evaluate", "resume", "seeds", "sweep") if getattr(args, m)]
+        if len(modes) > 1:
+            raise ConfigError(f"{' and '.join(modes)} are different modes; give one of them")
         if args.evaluate:
             return evaluate_saved(args.evaluate, args.episodes, args.graphics, args.seed)
         if args.seeds:

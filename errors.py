@@ -11,6 +11,10 @@ from config import ConfigError
 from run_log import LogDirError
 
 
+#: Process exit codes: solved, a usage error or fault (one line on stderr), budget spent unsolved.
+EXIT_SOLVED, EXIT_USAGE, EXIT_UNSOLVED = 0, 2, 3
+
+
 class CheckpointError(RuntimeError):
     """A missing, empty, unreadable or incompatible checkpoint."""
 
@@ -22,4 +26,5 @@ class TrainingFault(RuntimeError):
 #: What `main()` turns into one line and exit code 2.
 USER_ERRORS = (ConfigError, LogDirError, CheckpointError, TrainingFault)
 
-__all__ = ["ConfigError", "LogDirError", "CheckpointError", "TrainingFault", "USER_ERRORS"]
+__all__ = ["ConfigError", "LogDirError", "CheckpointError", "TrainingFault", "USER_ERRORS",
+           "EXIT_SOLVED", "EXIT_USAGE", "EXIT_UNSOLVED"]

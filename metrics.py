@@ -27,7 +27,7 @@ TRAIN_METRICS = (
     Metric("loss", "losses/td_loss", "mean importance-weighted Huber TD loss of this call's steps"),
     Metric("mean_q", "losses/q_values", "mean Q(s, a) over this call's sampled batches"),
     Metric("action_gap", "diagnostics/action_gap",
-           "mean |Q(s,a1) - Q(s,a2)| over this call's sampled batches"),
+           "mean |Q(s,a1) - Q(s,a2)| over the envs' current states after this call"),
     Metric("doomed_max_q", "diagnostics/doomed_max_q",
            "mean max_a Q on the run's fixed set of doomed states (one step before termination)"),
     Metric("episodes", "charts/episodes", "training episodes finished so far"),

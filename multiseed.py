@@ -317,7 +317,7 @@ def _checked_workers(seeds: list[int], train_args: list[str], workers: int | Non
         raise ValueError("no seeds to run")
     if len(set(seeds)) != len(seeds):
         raise ValueError("duplicate seeds")
-    for flag in ("--seed", "--log-dir", "--log_dir"):
+    for flag in ("--seed", "--log-dir", "--log_dir", "--resume"):
         if any(a == flag or a.startswith(flag + "=") for a in train_args):
             raise ValueError(f"{flag} is set per seed by the runner; remove it from the training flags")
     workers = (os.cpu_count() or 1) if workers is None else workers

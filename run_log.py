@@ -50,7 +50,18 @@ def process_start_time() -> float:
     /proc/stat, which is whole seconds, so its result is early by the boot's fractional second
     (0.415 s on the machine these figures were measured on) and every duration came out that
     much too long. Here the process's start tick is compared with CLOCK_BOOTTIME directly.
+
+    Started through run_cartpole_training.sh, the process is the launcher shell itself (`exec`
+    keeps its PID and its start tick), so the kernel's start time is when the shell started,
+    before the venv set-up. The launcher therefore exports the moment of its `exec` with its
+    PID; that moment wins here when the PID is ours, so set-up is never counted as training.
     """
+    exec_time = os.environ.get("CARTPOLE_EXEC_TIME")
+    if exec_time and os.environ.get("CARTPOLE_EXEC_PID") == str(os.getpid()):
+        try:
+            return float(exec_time)
+        except ValueError:
+            pass
     try:
         with open("/proc/self/stat") as f:
             # Field 22 (starttime, in ticks since boot); the command name in field 2 may hold

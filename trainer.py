@@ -145,6 +145,10 @@ class Trainer:
         cfg = self.cfg
         self.xla_cache_dir = enable_xla_cache() if cfg.xla_cache and cfg.xla != "off" else None
         self.tf = import_tensorflow()
+        import devices
+        # Before TensorFlow touches a device: memory growth (or a limit) on every GPU, the
+        # device and the precision actually used (ConfigError for --device gpu without one).
+        self.placement = devices.setup_device(self.tf, cfg)
 
     def _build(self) -> None:
         """Seed everything, then the env, the replay buffer, the agent and the fused call."""
@@ -164,7 +168,8 @@ class Trainer:
         # No tf.config.experimental.enable_op_determinism(): it doubled the XLA step time here, and
         # is not needed on the CPU because every scatter we issue is order-independent (unique ring
         # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
-        self.device, self.mixed, self.xla = resolve_device_and_precision(cfg)
+        self.device, self.mixed = self.placement["device"], self.placement["mixed_precision"]
+        self.xla = cfg.xla != "off"
         self.env = TFWrappedVecEnv(num_envs=cfg.num_envs, seed=cfg.seed)
         with tf.device(self.device):
             self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, self.env.observation_size,
@@ -202,7 +207,7 @@ class Trainer:
         # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
         self.obs = self.env.reset_numpy(
             seed=cfg.seed + 1000 * (self.prog.env_steps // max(cfg.num_envs, 1)))
-        record = config_record(cfg, self.device, self.mixed, self.xla, self.resume)
+        record = config_record(cfg, self.placement, self.xla, self.resume)
         record["resolved"]["xla_cache_dir"] = self.xla_cache_dir
         record["resolved"]["tf_threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
                                             tf.config.threading.get_inter_op_parallelism_threads()]
@@ -509,7 +514,7 @@ class Trainer:
         return Path(info["path"])
 
     def summary(self, reason: str, end_wall: float, confirm: dict[str, Any]) -> dict[str, Any]:
-        from cli import EXIT_SOLVED, EXIT_UNSOLVED
+        from errors import EXIT_SOLVED, EXIT_UNSOLVED
         prog = self.prog
         return {
             "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
@@ -567,14 +572,6 @@ def set_tf_threads(tf: Any, threads: int) -> None:
         pass  # TensorFlow already ran in this process (tests, Ray workers): keep its setting
 
 
-def resolve_device_and_precision(cfg: TrainConfig) -> tuple[str, bool, bool]:
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    device = "/GPU:0" if gpus else "/CPU:0"
-    mixed = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and bool(gpus))
-    return device, mixed, cfg.xla != "off"
-
-
 def demo_name(cfg: TrainConfig) -> str:
     return f"cartpole_demo.{getattr(cfg, 'video_format', 'gif')}"
 
@@ -587,15 +584,19 @@ def demo_format(cfg: TrainConfig) -> dict[str, Any]:
 def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any], resumed: bool) -> list:
     """TensorBoard always; the live window with --graphics when a display is there."""
     from tb_log import TensorBoardObserver
-    return [TensorBoardObserver(run_dir.path, record["config"], resumed)]
+    observers: list = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
+    if cfg.graphics:
+        from live_view import LiveView, interactive_session
+        observers.append(LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet)))
+    return observers
 
 
-def config_record(cfg: TrainConfig, device: str, mixed: bool, xla: bool, resume: bool) -> dict:
+def config_record(cfg: TrainConfig, placement: dict[str, Any], xla: bool, resume: bool) -> dict:
     import gymnasium
     import keras
     import tensorflow as tf
     return {"config": cfg.to_dict(), "resolved": {
-        "device": device, "mixed_precision": mixed, "xla": xla, "resumed": resume,
+        **placement, "xla": xla, "resumed": resume,
         "learn_steps_per_call": cfg.learn_steps_per_call,
         "scored_and_exported_network": "float32 (the same weights in NumPy and in the .keras file)"},
         "versions": {"python": sys.version.split()[0], "tensorflow": tf.__version__,

@@ -10,9 +10,9 @@ Fairness rules (why the numbers are comparable):
 * Time is measured from PROCESS START (run_log.process_start_time, the trainer's clock), so the torch import of a peer
   counts just as our TensorFlow import does. Evaluation time counts for everyone.
 * One solve rule and one evaluation code path for all: `evaluation.evaluate` plays
-  `--eval-episodes` greedy episodes of standard CartPole-v1 (stopping at the first failure, which
-  cannot change a verdict), and a contender is solved after `--solve-rounds` passing rounds in a
-  row. Then 100 fresh episodes confirm the policy that solved.
+  `--eval-episodes` greedy episodes of standard CartPole-v1, every episode played out, and a
+  contender is solved after `--solve-rounds` passing rounds in a row (rules.py, the trainer's
+  rule). Then 100 fresh episodes confirm the policy that solved.
 * Peers use the RL-Zoo's tuned CartPole-v1 hyperparameters (cited below), one torch thread
   (CPU-FACTS: torch's default 2 threads next to another busy process was 10-25x slower), and
   stop at the RL-Zoo step budget; unsolved by then counts as unsolved (infinite time).
@@ -20,11 +20,10 @@ Fairness rules (why the numbers are comparable):
 Evaluation cadence of the peers: every 1,024 env steps, right after a training phase.
   DQN (1 env, train_freq 256) -> every 4th training phase, so each round sees new weights.
   PPO (8 envs x n_steps 32 = 256 steps per rollout) -> every 4th rollout/update.
-A round early in training costs a few ms to ~0.1 s (it stops at the first failed episode); a
-passing round of 64 x 500 steps costs ~0.1-0.5 s depending on machine load. Measured: 1.5-2.7 s
-of evaluation per peer run in total, the same order as ours. Ours evaluates every `eval_every`
-vector steps of its own config (when written: 32 x 64 envs = 2,048 env steps), its trainer's own
-choice, counted in its time just the same. Finer peer cadence only helps the peers: they can
+A round costs a few ms early in training (short episodes) and up to ~0.1-0.5 s for 64 x 500
+steps, depending on machine load; a peer plays its rounds on its own thread between training
+phases. Ours evaluates every `eval_every` vector steps of its own config (32 x 64 envs = 2,048
+env steps), on a second thread while it learns (eval_rounds.py), and its time counts the same. Finer peer cadence only helps the peers: they can
 stop sooner after the policy becomes good.
 
 Usage (from the project root; run.sh installs benchmarks/requirements.txt on first use):
@@ -496,7 +495,7 @@ def _run_process(cmd: list[str], log_path: Path, timeout: int,
 def run_ours(seed: int, args: argparse.Namespace, out: Path) -> RunResult:
     log_dir = out / "runs" / f"ours-s{seed}"
     cmd = [sys.executable, str(ROOT / "cartpole.py"), "--seed", str(seed),
-           "--log-dir", str(log_dir), "--quiet", "--no-profile",
+           "--log-dir", str(log_dir), "--overwrite", "--quiet", "--no-profile",
            "--eval-episodes", str(args.eval_episodes), "--solve-rounds", str(args.solve_rounds),
            *shlex.split(args.our_args)]
     code, wall = _run_process(cmd, out / "logs" / f"ours-s{seed}.log", args.timeout,
