@@ -1,6 +1,7 @@
 """DoubleDQNAgent: target arithmetic, soft update, schedules, mixed precision, export."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -50,10 +51,14 @@ def test_double_dqn_target_matches_numpy():
 
 def test_terminated_cuts_bootstrap_truncation_does_not():
     agent = small_agent(gamma=0.5)
-    next_obs = tf.ones([2, 4])
-    y = agent.td_targets(tf.constant([1.0, 1.0]), next_obs, tf.constant([1.0, 0.0])).numpy()
-    assert y[0] == pytest.approx(1.0)
-    assert y[1] != pytest.approx(1.0)
+    next_obs = np.ones([2, 4], np.float32)
+    y = agent.td_targets(tf.constant([1.0, 1.0]), tf.constant(next_obs), tf.constant([1.0, 0.0])).numpy()
+    # A truncated step (done 0) bootstraps from the same next state a terminated one ignores.
+    a_star = NumpyQNetwork(agent.online.get_weights()).greedy(next_obs[1:])[0]
+    bootstrap = NumpyQNetwork(agent.target.get_weights()).q_values(next_obs[1:])[0, a_star]
+    assert abs(bootstrap) > 1e-2, "the next state's value must be visible in the target"
+    assert y[0] == pytest.approx(1.0, abs=1e-7)
+    assert y[1] == pytest.approx(1.0 + 0.5 * bootstrap, rel=1e-5)
 
 
 def test_soft_update_moves_target_by_tau():
@@ -109,25 +114,46 @@ def _fill_chunk(n: int, rng: np.random.Generator) -> np.ndarray:
     return chunk
 
 
-@pytest.mark.parametrize("mixed", [False, True])
-def test_store_and_learn_runs_and_traces_once(mixed):
-    """A short fused run, including mixed_float16 with loss scaling on the CPU."""
+@functools.lru_cache(maxsize=None)
+def fused_run(mixed: bool) -> dict:
+    """Three fused store-and-learn calls (4 learning steps each) from the same seeds."""
     agent = small_agent(mixed_precision=mixed, lr=1e-3)
     buffer = PrioritizedReplayBuffer(2048, 4, alpha=0.7, seed=3)
     fn = make_store_and_learn(agent, buffer, get_reward_fn("shaped"), 64, jit_compile=True)
     rng = np.random.default_rng(0)
     before = [w.copy() for w in agent.numpy_weights()]
+    losses = []
     for beta in (0.4, 0.5, 0.6):
         stats = fn(tf.constant(_fill_chunk(256, rng)), tf.constant(4), tf.constant(beta))
-        assert np.isfinite(float(stats.loss))
-    assert fn.experimental_get_tracing_count() == 1, "changing beta or chunk values must not retrace"
-    assert int(agent.learn_steps.numpy()) == 12
-    after = [np.asarray(w) for w in stats.weights]
-    assert any(not np.allclose(a, b) for a, b in zip(before, after)), "weights did not change"
+        losses.append(float(stats.loss))
+    delta = np.concatenate([(np.asarray(a) - b).ravel() for a, b in zip(stats.weights, before)])
+    return {"agent": agent, "losses": np.array(losses), "delta": delta,
+            "traces": fn.experimental_get_tracing_count()}
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_store_and_learn_traces_once_and_counts_its_steps(mixed):
+    """A short fused run, including mixed_float16 with loss scaling on the CPU."""
+    run = fused_run(mixed)
+    assert run["traces"] == 1, "changing beta or chunk values must not retrace"
+    assert int(run["agent"].learn_steps.numpy()) == 12
+    assert np.all(np.isfinite(run["losses"]))
     if mixed:
+        agent = run["agent"]
         assert agent.online.layers[0].compute_dtype == "float16"
         assert agent.online.layers[-1].compute_dtype == "float32"
         assert isinstance(agent.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_mixed_precision_learns_like_float32():
+    """Same seeds, same data: mixed_float16 with loss scaling must take (nearly) the float32
+    steps. A skipped or wrongly scaled update, or float16 Q-values and priorities, would not."""
+    ref, mixed = fused_run(False), fused_run(True)
+    np.testing.assert_allclose(mixed["losses"], ref["losses"], rtol=1e-3)
+    assert np.abs(ref["delta"]).max() > 1e-3, "the float32 run must actually learn"
+    cosine = ref["delta"] @ mixed["delta"] / (np.linalg.norm(ref["delta"]) * np.linalg.norm(mixed["delta"]))
+    assert cosine > 0.99
+    np.testing.assert_allclose(mixed["delta"], ref["delta"], rtol=0, atol=0.05 * np.abs(ref["delta"]).max())
 
 
 def test_export_loads_in_plain_keras_without_project_imports(tmp_path):
