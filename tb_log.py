@@ -25,6 +25,9 @@ Cost and safety, both decided by WHEN values reach the event file:
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -79,6 +82,21 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _preload() -> None:
+    """Import the TensorBoard modules the first flush needs (~30 ms, mostly the hparams API).
+
+    Run on a background thread while the trainer sets up and compiles (TensorFlow's tracing and
+    XLA release the GIL for long stretches), so the cost does not land on the first checkpoint.
+    Any failure is left for the real import to report.
+    """
+    try:
+        import tensorboard.compat.proto.event_pb2  # noqa: F401
+        import tensorboard.plugins.hparams.api  # noqa: F401
+        import tensorboard.plugins.scalar.metadata  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _write_error(e: Any) -> OSError:
     lines = str(getattr(e, "message", e)).strip().splitlines() or [type(e).__name__]
     return OSError(f"TensorBoard event write failed: {lines[0][:160]}")
@@ -106,6 +124,14 @@ class TensorBoardObserver:
         self._tf: Any = None
         self._described: set[str] = set()  # tags whose metadata this event file already holds
         self._closed = False
+        # TensorFlow writes event files without TensorBoard, but the protos and the hparams
+        # plugin come from the tensorboard package: without it the run goes on, events off.
+        self.available = importlib.util.find_spec("tensorboard") is not None
+        if not self.available:
+            print("TensorBoard events off: the tensorboard package is not installed "
+                  "(pip install -r requirements.txt)", file=sys.stderr)
+        else:
+            threading.Thread(target=_preload, name="tensorboard-preload", daemon=True).start()
 
     # ---------------------------------------------------------------- Observer interface
     def on_metrics(self, row: dict[str, Any]) -> None:
@@ -170,6 +196,9 @@ class TensorBoardObserver:
         Raises OSError (one line) if TensorFlow cannot write, so the trainer reports it like
         any other failed log write and keeps its last checkpoint.
         """
+        if not self.available:
+            self._pending.clear()
+            return
         if self._closed or (not self._pending and self._writer is not None):
             return
         tf = self._open()

@@ -240,3 +240,19 @@ def test_real_run_and_its_resume_match_the_csvs(tmp_path):
     # The hparams are the run's settings as it started (the resume raised only the budget).
     config = json.loads((run / "config.json").read_text())["config"]
     assert read_hparams(run) == [tb_log.hparam_values({**config, "max_env_steps": 2048})]
+
+
+def test_without_the_tensorboard_package_the_run_goes_on_with_one_line(tmp_path, monkeypatch,
+                                                                       capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    obs = tb_log.TensorBoardObserver(tmp_path, CONFIG, resumed=False)
+    rows, evals = made_up_rows(0, 3)
+    feed(obs, rows, evals)
+    obs.on_checkpoint()
+    obs.on_end({})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tensorboard package is not installed" in err[0]
+    assert event_files(tmp_path) == []
