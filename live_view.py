@@ -139,8 +139,9 @@ class LiveView:
         self._read_report()
         self.active = False
 
-    def close(self) -> None:
-        """Stop the child without a hand-over (the trainer failed); safe to call twice."""
+    def abort(self) -> None:
+        """Stop the child without a hand-over (the run failed); safe to call twice. Without it
+        the child still closes its window once this process exits (its pipe reaches EOF)."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             self._proc.wait()
@@ -180,7 +181,7 @@ class LiveView:
     def _stop(self, reason: str) -> None:
         self.stopped_because = reason
         self._out.clear()
-        self.close()
+        self.abort()
         self._read_report()
 
     def _read_report(self) -> None:

@@ -40,8 +40,13 @@ _ENCODING: dict[str, tuple[int, float, str | None, list[str]]] = {
 _INSTALL_HINT = "pip install -r requirements-video.txt"
 
 
-class VideoFormatError(RuntimeError):
-    """A video format this machine cannot write; the message is one line for the user."""
+class VideoFormatError(RuntimeError, ValueError):
+    """A video format this machine cannot write; the message is one line for the user.
+
+    A RuntimeError like every other reason a demo cannot be made (a finished run then skips its
+    demo with this line), and a ValueError like every bad setting, so that checked at start-up
+    (`require_format`) the command line reports it as a usage error, never as a traceback.
+    """
 
 
 def _one_line(e: BaseException) -> str:
