@@ -253,20 +253,22 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     the trainer went away without a hand-over, "end" after the final figure).
     """
     feed = Feed()
-    renders, last_draw = 0, -math.inf
+    renders, last_draw, draw_s = 0, -math.inf, 0.0
     while True:
         feed.drain(inbox)
         if not window.is_open():
-            return _report(renders, feed, "closed")
+            return _report(renders, feed, "closed", draw_s)
         if feed.end is not None or feed.eof:
             break
         if feed.dirty and clock() - last_draw >= refresh_s:
+            t = time.perf_counter()
             window.draw(feed.metrics, feed.evals, title)
+            draw_s += time.perf_counter() - t
             renders, last_draw, feed.dirty = renders + 1, clock(), False
         window.pump(pump_s)
     if feed.eof:
         window.close()
-        return _report(renders, feed, "eof")
+        return _report(renders, feed, "eof", draw_s)
     # Hand-over: the final figure always shows every row, however recent the last draw was.
     window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
     renders += 1
@@ -274,12 +276,13 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
         while window.is_open():
             window.pump(0.1)
     window.close()
-    return _report(renders, feed, "end")
+    return _report(renders, feed, "end", draw_s)
 
 
-def _report(renders: int, feed: Feed, how: str) -> dict[str, Any]:
+def _report(renders: int, feed: Feed, how: str, draw_s: float) -> dict[str, Any]:
+    """What the child did; `live_draw_s` is the time its live redraws took (not the final one)."""
     return {"renders": renders, "metrics_rows": len(feed.metrics), "eval_rows": len(feed.evals),
-            "ended": how}
+            "ended": how, "live_draw_s": round(draw_s, 3)}
 
 
 class MatplotlibWindow:
@@ -344,6 +347,13 @@ def child_main(argv: list[str]) -> int:
     # Ctrl-C at the terminal reaches the whole process group: the trainer handles it (and
     # closes us); the window itself must not die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The trainer's evaluation thread also wants the second core. Lowest priority: whenever the
+    # CPUs are contended the window refreshes less often, and the trainer does not slow down.
+    if hasattr(os, "nice"):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
     try:
         window = MatplotlibWindow(args.title, args.backend)
     except Exception as e:  # noqa: BLE001 - no X server, no toolkit: the view is just off
