@@ -23,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collection import ChunkLayout  # noqa: E402
+from evaluation import LAYER_NORM_EPS  # noqa: E402
 from failure_replay import FailureReservoir  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 
@@ -30,11 +31,19 @@ RewardFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
-                    dtype_policy: str = "float32", name: str = "q_network") -> keras.Sequential:
+                    dtype_policy: str = "float32", name: str = "q_network",
+                    layer_norm: bool = False) -> keras.Sequential:
     """MLP obs -> Q-values. Hidden layers follow `dtype_policy` (e.g. mixed_float16); the output
-    layer is always float32 so Q-values, TD errors and priorities never live in float16."""
+    layer is always float32 so Q-values, TD errors and priorities never live in float16.
+    With `layer_norm` each hidden block is Dense -> LayerNormalization -> ReLU (as PQN does)."""
     layers: list[keras.layers.Layer] = [keras.Input((obs_size,), dtype="float32")]
-    layers += [keras.layers.Dense(w, activation="relu", dtype=dtype_policy) for w in hidden]
+    for w in hidden:
+        if layer_norm:
+            layers += [keras.layers.Dense(w, dtype=dtype_policy),
+                       keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPS, dtype=dtype_policy),
+                       keras.layers.Activation("relu", dtype=dtype_policy)]
+        else:
+            layers.append(keras.layers.Dense(w, activation="relu", dtype=dtype_policy))
     layers.append(keras.layers.Dense(num_actions, dtype="float32"))
     return keras.Sequential(layers, name=name)
 
@@ -52,19 +61,20 @@ class DoubleDQNAgent(tf.Module):
 
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
-                 mixed_precision: bool = False, reward_max: float | None = 1.0):
+                 mixed_precision: bool = False, reward_max: float | None = 1.0,
+                 layer_norm: bool = False):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
-        self.mixed_precision, self.hidden = mixed_precision, tuple(hidden)
+        self.mixed_precision, self.hidden, self.layer_norm = mixed_precision, tuple(hidden), layer_norm
         # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
         # (500 for CartPole at gamma .998). Capping the target there stops the runaway
         # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
         # bound the target is unchanged, so learning up to the solve is bit-for-bit the same.
         self.q_max = None if reward_max is None or gamma >= 1 else reward_max / (1.0 - gamma)
         policy = "mixed_float16" if mixed_precision else "float32"
-        self.online = build_q_network(obs_size, num_actions, hidden, policy, "online")
-        self.target = build_q_network(obs_size, num_actions, hidden, policy, "target")
+        self.online = build_q_network(obs_size, num_actions, hidden, policy, "online", layer_norm)
+        self.target = build_q_network(obs_size, num_actions, hidden, policy, "target", layer_norm)
         self.target.set_weights(self.online.get_weights())
         # A plain float: the trainer sets the value before each call from its own schedule
         # (linear decay, then a lower floor once solved), which a Keras schedule keyed only on
@@ -150,7 +160,8 @@ class DoubleDQNAgent(tf.Module):
         """
         model = self.online
         if self.mixed_precision or weights is not None:
-            model = build_q_network(self.obs_size, self.num_actions, self.hidden, "float32", "online")
+            model = build_q_network(self.obs_size, self.num_actions, self.hidden, "float32",
+                                    "online", self.layer_norm)
             model.set_weights(self.online.get_weights() if weights is None else weights)
         tmp = f"{path}.tmp.keras"  # Keras insists on the extension; rename makes it atomic.
         model.save(tmp)

@@ -23,20 +23,29 @@ ActFn = Callable[[np.ndarray], np.ndarray]
 MAX_RETURN = 500.0  # CartPole-v1 truncates at 500 steps
 
 
+LAYER_NORM_EPS = 1e-3  # keras.layers.LayerNormalization's default epsilon, which agent.py uses
+
+
 class NumpyQNetwork:
-    """Dense ReLU MLP forward pass from a flat list of [kernel, bias, kernel, bias, ...]."""
+    """MLP forward pass from Keras's flat weight list: per hidden layer [kernel, bias] or, with
+    layer normalisation, [kernel, bias, gamma, beta] (Dense -> LayerNorm -> ReLU); the output
+    layer is [kernel, bias]. Layers are told apart by shape: each 2-D kernel starts one."""
 
     def __init__(self, weights: Sequence[np.ndarray]):
         self.set_weights(weights)
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        if len(weights) % 2 or not weights:
-            raise ValueError("expected alternating kernel/bias arrays")
-        self.layers = [(np.asarray(weights[i], np.float32), np.asarray(weights[i + 1], np.float32))
-                       for i in range(0, len(weights), 2)]
+        arrays = [np.asarray(w, np.float32) for w in weights]
+        starts = [i for i, a in enumerate(arrays) if a.ndim == 2]
+        if not arrays or not starts or starts[0] != 0:
+            raise ValueError("expected a kernel (2-D) first, then its bias")
+        layers = [arrays[i:j] for i, j in zip(starts, starts[1:] + [len(arrays)])]
+        if any(len(layer) not in (2, 4) for layer in layers) or len(layers[-1]) != 2:
+            raise ValueError("expected [kernel, bias] or [kernel, bias, gamma, beta] per layer")
+        self.layers = layers
 
     def weights(self) -> list[np.ndarray]:
-        """The flat [kernel, bias, ...] list (the arrays themselves, not copies)."""
+        """The flat Keras-ordered list (the arrays themselves, not copies)."""
         return [a for layer in self.layers for a in layer]
 
     @property
@@ -45,8 +54,13 @@ class NumpyQNetwork:
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         h = obs
-        for kernel, bias in self.layers[:-1]:
-            h = np.maximum(h @ kernel + bias, 0.0)
+        for layer in self.layers[:-1]:
+            h = h @ layer[0] + layer[1]
+            if len(layer) == 4:
+                mean = h.mean(axis=1, keepdims=True)
+                var = h.var(axis=1, keepdims=True)
+                h = (h - mean) / np.sqrt(var + LAYER_NORM_EPS) * layer[2] + layer[3]
+            h = np.maximum(h, 0.0)
         kernel, bias = self.layers[-1]
         return h @ kernel + bias
 
@@ -118,8 +132,8 @@ def load_saved_network(path: str | Path) -> tuple[NumpyQNetwork, Path]:
     from config import ConfigError
     model, p = _load_keras_model(path)
     import keras
-    if not all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
-        raise ConfigError(f"model {p} is not a stack of Dense layers")
+    if not _numpy_playable(model):
+        raise ConfigError(f"model {p} is not a stack of Dense (and LayerNormalization) layers")
     return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]), p
 
 
@@ -132,12 +146,32 @@ def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
     """
     model, p = _load_keras_model(path)
     import keras
-    if all(isinstance(layer, keras.layers.Dense) for layer in model.layers):
+    if _numpy_playable(model):
         return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]).greedy, p
 
     def act(obs: np.ndarray) -> np.ndarray:
         return np.argmax(np.asarray(model(obs, training=False)), axis=1)
     return act, p
+
+
+def _numpy_playable(model) -> bool:
+    """True for the networks this project builds, which NumpyQNetwork reproduces exactly:
+    hidden blocks `Dense(relu)` or `Dense, LayerNormalization, ReLU`, then a linear `Dense`."""
+    import keras
+    L = keras.layers
+
+    def token(layer) -> str:
+        act = layer.get_config().get("activation")
+        if isinstance(layer, L.Dense):
+            return {"relu": "D", "linear": "d"}.get(act, "?")
+        if isinstance(layer, L.LayerNormalization):
+            ok = layer.epsilon == LAYER_NORM_EPS and layer.center and layer.scale
+            return "N" if ok else "?"
+        if isinstance(layer, L.Activation) and act == "relu":
+            return "R"
+        return "?"
+    import re
+    return re.fullmatch(r"(D|dNR)*d", "".join(token(layer) for layer in model.layers)) is not None
 
 
 def _load_keras_model(path: str | Path):
