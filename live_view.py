@@ -42,8 +42,9 @@ REFRESH_S = 1.0
 SEND_EVERY_S = 0.25
 #: Give up the live view if this much is waiting for a child that does not read.
 MAX_BEHIND_BYTES = 8 << 20
-#: How long a non-interactive end waits for the child to close before stopping it.
-CLOSE_TIMEOUT_S = 10.0
+#: How long a non-interactive end waits for the child to take the last rows and close
+#: before stopping it (a run without a person at the terminal must never wait on a window).
+CLOSE_TIMEOUT_S = 2.0
 #: GUI toolkits tried by the child, in order.
 _BACKENDS = ("tkagg", "qtagg", "gtk4agg", "gtk3agg", "macosx", "wxagg")
 
@@ -159,23 +160,32 @@ class LiveView:
             self._send()
 
     def _send(self, final: bool = False) -> None:
-        """Write as much of the buffer as the pipe takes now; with `final`, all of it."""
+        """Write as much of the buffer as the pipe takes now. With `final` (the run is over),
+        all of it, waiting up to CLOSE_TIMEOUT_S for a child that is slow to read."""
         if not self.active or self._proc is None:
             return
+        import select
         fd = self._proc.stdin.fileno()
-        self._last_send = time.monotonic()
+        self._last_send = now = time.monotonic()
+        deadline = now + (CLOSE_TIMEOUT_S if final else 0.0)
         try:
-            if final:
-                os.set_blocking(fd, True)  # the run is over: now it may wait for the child
             while self._out:
-                written = os.write(fd, self._out)
+                try:
+                    written = os.write(fd, self._out)
+                except BlockingIOError:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        break
+                    select.select([], [fd], [], wait)
+                    continue
                 del self._out[:written]
-        except BlockingIOError:
-            return  # pipe full: the rest goes with the next send
-        except (BrokenPipeError, OSError):
+        except OSError:  # BrokenPipeError above all: the child is gone
             self._stop("the window was closed")
             return
         if final:
+            if self._out:
+                self._stop("the window did not take the last rows in time")
+                return
             self._proc.stdin.close()
 
     def _stop(self, reason: str) -> None:
@@ -205,6 +215,8 @@ class LiveView:
 # Child side
 # ============================================================================================
 class Window(Protocol):
+    can_hold: bool  # a real window a person can look at and close (not an off-screen canvas)
+
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None: ...
     def pump(self, seconds: float) -> None: ...   # handle GUI events for up to `seconds`
     def is_open(self) -> bool: ...
@@ -269,11 +281,13 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     if feed.eof:
         window.close()
         return _report(renders, feed, "eof", draw_s)
-    # Hand-over: the final figure always shows every row, however recent the last draw was.
-    window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
-    renders += 1
     if feed.end.get("interactive"):
-        while window.is_open():
+        # Hand-over: the final figure shows every row, however recent the last draw was, and
+        # stays until the user closes the window. (Without a person there, nobody would see
+        # it: the window just closes.)
+        window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
+        renders += 1
+        while window.can_hold and window.is_open():
             window.pump(0.1)
     window.close()
     return _report(renders, feed, "end", draw_s)
@@ -310,6 +324,9 @@ class MatplotlibWindow:
             warnings.simplefilter("ignore", UserWarning)  # Agg: "non-interactive, cannot show"
             plt.show(block=False)
         self.backend = matplotlib.get_backend()
+        from matplotlib.backends import BackendFilter, backend_registry
+        gui = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+        self.can_hold = self.backend.lower() in {name.lower() for name in gui}
 
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
         from plots import draw_training
