@@ -102,7 +102,7 @@ def run_sweep(args: Any) -> int:
     from sweep_spec import SweepError
     try:
         return sweep.run_sweep(args.sweep, args.log_dir, ray_address=args.ray_address,
-                               quiet=args.quiet)
+                               quiet=args.quiet, storage=args.storage)
     except SweepError as e:
         raise ConfigError(str(e)) from None
 

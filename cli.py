@@ -78,6 +78,9 @@ def build_parser(only_given: bool = False) -> argparse.ArgumentParser:
         "Hyperparameter/seed sweep on Ray Tune (needs requirements-sweep.txt)."))
     modes.add_argument("--ray-address", default=default(None), help=_literal(
         "Join this Ray cluster for --sweep instead of starting a local one."))
+    modes.add_argument("--storage", metavar="PATH_OR_URI", default=default(None), help=_literal(
+        "Where a --sweep's trial files and Tune's records end up: a path on this machine "
+        "(default: --log-dir) or a URI such as s3://bucket/dir (docs/cluster.md)."))
 
     train = p.add_argument_group("training (every field of config.TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
@@ -130,7 +133,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
-MODE_ONLY_FLAGS = {"--seeds", "--workers", "--log-dir", "--sweep", "--ray-address"}
+MODE_ONLY_FLAGS = {"--seeds", "--workers", "--log-dir", "--sweep", "--ray-address", "--storage"}
 
 
 def passthrough_args(argv: list[str]) -> list[str]:

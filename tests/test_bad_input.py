@@ -419,7 +419,7 @@ def test_seeds_with_resume_is_refused(tmp_path, capsys):
     import cartpole
     code = cartpole.main(["--seeds", "0-1", "--log-dir", str(tmp_path), "--resume", str(tmp_path)])
     assert code == 2
-    assert_one_line(capsys.readouterr().err, "--resume cannot be combined with --seeds")
+    assert_one_line(capsys.readouterr().err, "--resume and --seeds are different modes")
     assert not (tmp_path / "seed_0").exists()
 
 
