@@ -24,16 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-#: metrics.csv: one row per logging interval (a store-and-learn call).
-METRICS_COLUMNS = ("wall_s", "env_steps", "learn_steps", "epsilon", "lr", "beta", "loss",
-                   "mean_q", "episodes", "train_return_mean", "train_return_max", "steps_per_s",
-                   "rss_mb")
-#: Columns that measure the machine, not the learning; they differ between identical runs.
-TIMING_COLUMNS = ("wall_s", "steps_per_s", "rss_mb")
-#: eval.csv: one row per greedy evaluation round on standard CartPole-v1.
-EVAL_COLUMNS = ("round", "wall_s", "env_steps", "learn_steps", "episodes", "mean", "min", "max",
-                "at_500", "passed", "consecutive")
-
+# The columns of metrics.csv and eval.csv are defined once, in metrics.py.
 CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON = "config.json", "summary.json", "timings.json"
 METRICS_CSV, EVAL_CSV, FIGURE_PNG = "metrics.csv", "eval.csv", "training_metrics.png"
 PROFILE_PROF, PROFILE_TXT = "profile.prof", "profile.txt"

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import metrics  # noqa: E402
 import run_log  # noqa: E402
 from multiseed import parse_seeds, run_seeds  # noqa: E402
 from seed_dirs import MANIFEST_JSON  # noqa: E402
@@ -102,7 +103,7 @@ def make_seed(log_dir: Path, seed: int, solved: bool, solve_wall_s: float | None
                      "learn_steps": int(total_steps * frac) // 64, "episodes": 64, "mean": mean,
                      "min": mean - 10, "max": min(500.0, mean + 10), "at_500": 64 if mean == 500 else 0,
                      "passed": int(mean == 500), "consecutive": max(0, i - rounds + 4) if solved else 0})
-    run_log.atomic_write_text(d / run_log.EVAL_CSV, run_log.csv_text(run_log.EVAL_COLUMNS, rows))
+    run_log.atomic_write_text(d / run_log.EVAL_CSV, run_log.csv_text(metrics.EVAL_COLUMNS, rows))
 
 
 def numpy_iqm(x) -> float:

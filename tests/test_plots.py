@@ -200,11 +200,12 @@ def test_missing_and_nan_values_are_left_out_point_by_point():
 
 def test_rows_read_back_from_csv_draw_the_same_data(tmp_path):
     # Re-plotting a finished run reads the CSVs, where every value is a string ("" if missing).
+    import metrics
     import run_log
     m, e = rows(30)
     m[3]["loss"] = None
-    (tmp_path / "m.csv").write_text(run_log.csv_text(run_log.METRICS_COLUMNS, m))
-    (tmp_path / "e.csv").write_text(run_log.csv_text(run_log.EVAL_COLUMNS, e))
+    (tmp_path / "m.csv").write_text(run_log.csv_text(metrics.METRICS_COLUMNS, m))
+    (tmp_path / "e.csv").write_text(run_log.csv_text(metrics.EVAL_COLUMNS, e))
     m_csv, e_csv = run_log.read_csv(tmp_path / "m.csv"), run_log.read_csv(tmp_path / "e.csv")
     assert isinstance(e_csv[0]["passed"], str)
     from_dicts, from_csv = drawn(m, e), drawn(m_csv, e_csv)
