@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(modes) > 1:
             raise ConfigError(f"{' and '.join(modes)} are different modes; give one of them")
         if args.evaluate:
-            return evaluate_saved(args.evaluate, args.episodes, args.graphics, args.seed)
+            return evaluate_saved(args.evaluate, args.episodes, args.graphics, args.seed,
+                                  args.video_format)
         if args.seeds:
             return run_many_seeds(args, argv)
         if args.sweep:
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None) -> int:
+def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
+                   video_format: str = "gif") -> int:
     """--evaluate: play a saved model greedily on standard CartPole-v1 and print its returns."""
     import numpy as np
 
@@ -71,8 +73,13 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None) -
           f"min {s['min']:.0f}, max {s['max']:.0f}, {s['at_500']}/{s['episodes']} at 500 "
           f"(std {float(np.std(res.returns)):.1f})")
     if graphics:
+        from trainer import check_video_format
         from video import record_demo
-        info = record_demo(act, model_path.parent / "cartpole_demo.gif", seed=seed)
+        check_video_format(video_format)
+        try:
+            info = record_demo(act, model_path.parent / "cartpole_demo", seed=seed, fmt=video_format)
+        except RuntimeError as e:
+            raise ConfigError(f"demo not written: {e}") from None
         print(f"demo: {info['path']} ({info['frames']} frames, return {info['return']:.0f})")
     return EXIT_SOLVED
 

@@ -21,7 +21,8 @@ from errors import EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE  # noqa: E402,F401  (r
 
 #: Settings `--resume` lets a command line change: the budgets, and output that does not touch
 #: what is learned. Everything else is the run's own and must match it.
-RESUME_MAY_CHANGE = ("max_env_steps", "max_seconds", "keep_training", "quiet", "graphics", "profile")
+RESUME_MAY_CHANGE = ("max_env_steps", "max_seconds", "keep_training", "quiet", "graphics", "profile",
+                     "video_format")
 #: The attribute of a parsed namespace holding the command line it was parsed from.
 ARGV_ATTR = "command_line"
 

@@ -15,7 +15,14 @@ non-blocking pipe a few times a second.
 - At the end (`on_end`) the child draws the final figure. With a person at a terminal
   (`interactive_session`) the window then stays until the user closes it; otherwise (CI,
   --quiet, no tty) it closes at once and never holds the run up.
-- No display (no DISPLAY/WAYLAND_DISPLAY on Linux): no child, every method is a no-op.
+- No display (no DISPLAY/WAYLAND_DISPLAY on Linux): no window. The trainer still starts the
+  child off-screen (`backend="agg"`, `live=False`: no redraws) for one job, the last one:
+- The final PNG. `finish()` (called when the loop stops) hands the child the last rows and the
+  PNG's path; the child renders the figure (plots.render_png, byte for byte what the trainer
+  would write) on the second core while the trainer confirms, checkpoints and exports, and
+  `on_end` waits for it. Its matplotlib import happened at start-up, on the core TensorFlow's
+  import left idle. So the figure costs the time after the solve almost nothing. If the child
+  cannot deliver, `png_written` stays False and the trainer renders the PNG itself.
 
 The child's loop (`run_child`) talks to its window through four methods (draw, pump, is_open,
 close), so tests drive it with a fake window and no display.
@@ -45,6 +52,9 @@ MAX_BEHIND_BYTES = 8 << 20
 #: How long a non-interactive end waits for the child to take the last rows and close
 #: before stopping it (a run without a person at the terminal must never wait on a window).
 CLOSE_TIMEOUT_S = 2.0
+#: How long `on_end` waits for the child's final PNG before giving up (the trainer then renders
+#: it itself). A render costs ~0.6 s of CPU; this is for a heavily loaded machine.
+PNG_TIMEOUT_S = 60.0
 #: GUI toolkits tried by the child, in order.
 _BACKENDS = ("tkagg", "qtagg", "gtk4agg", "gtk3agg", "macosx", "wxagg")
 
@@ -76,10 +86,12 @@ class LiveView:
     """
 
     def __init__(self, png_path: str | Path, interactive: bool, title: str = "",
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, live: bool = True) -> None:
         self.png_path = Path(png_path)
-        self.interactive = bool(interactive)
+        self.interactive = bool(interactive) and live
         self.active = False
+        self.finished = False
+        self.png_requested = False
         self.report: dict[str, Any] | None = None  # the child's last words (renders, rows)
         self.stopped_because = ""
         self._out = bytearray()
@@ -90,7 +102,7 @@ class LiveView:
             return
         title = title or f"cartpole: {self.png_path.parent.name or self.png_path.name}"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--title", title,
-               "--refresh", str(REFRESH_S)]
+               "--refresh", str(REFRESH_S if live else math.inf)]
         if backend:
             cmd += ["--backend", backend]
         try:
@@ -114,15 +126,29 @@ class LiveView:
     def on_eval(self, row: dict[str, Any]) -> None:
         self._queue({"e": row})
 
+    def finish(self, status: str, png: bool = True) -> None:
+        """The run's loop is over: send the last rows, the status and (with `png`) the PNG's
+        path for the child to write; do not wait (see `on_end`)."""
+        if not self.active or self.finished:
+            return
+        self.finished, self.png_requested = True, png
+        end = {"status": status, "interactive": self.interactive}
+        if png:
+            end["png"] = str(self.png_path)
+        self._queue({"end": end})
+        self._send(final=True)
+
+    @property
+    def png_written(self) -> bool:
+        return bool(self.report and self.report.get("png_written"))
+
     def on_end(self, summary: dict[str, Any]) -> None:
         """Hand over: the child draws the final figure; wait for the user only if interactive."""
         if not self.active:
             return
         solve = summary.get("solve_wall_s")
         solved = bool(summary.get("solved")) and solve is not None
-        status = f"finished: solved at {solve:.1f} s" if solved else "finished"
-        self._queue({"end": {"status": status, "interactive": self.interactive}})
-        self._send(final=True)
+        self.finish(f"finished: solved at {solve:.1f} s" if solved else "finished", png=False)
         proc = self._proc
         try:
             if self.active and self.interactive:
@@ -130,7 +156,7 @@ class LiveView:
                       file=sys.stderr, flush=True)
                 proc.wait()
             else:
-                proc.wait(timeout=CLOSE_TIMEOUT_S)
+                proc.wait(timeout=PNG_TIMEOUT_S if self.png_requested else CLOSE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait()
@@ -281,6 +307,7 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     if feed.eof:
         window.close()
         return _report(renders, feed, "eof", draw_s)
+    png_written = write_final_png(feed)
     if feed.end.get("interactive"):
         # Hand-over: the final figure shows every row, however recent the last draw was, and
         # stays until the user closes the window. (Without a person there, nobody would see
@@ -290,7 +317,21 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
         while window.can_hold and window.is_open():
             window.pump(0.1)
     window.close()
-    return _report(renders, feed, "end", draw_s)
+    return {**_report(renders, feed, "end", draw_s), "png_written": png_written}
+
+
+def write_final_png(feed: Feed) -> bool:
+    """Write the run's figure where the hand-over asks (atomically), as plots.plot_training
+    would; False if it was not asked for or could not be written."""
+    path = (feed.end or {}).get("png")
+    if not path:
+        return False
+    from plots import plot_training
+    try:
+        plot_training(feed.metrics, feed.evals, path)
+    except OSError:
+        return False
+    return True
 
 
 def _report(renders: int, feed: Feed, how: str, draw_s: float) -> dict[str, Any]:
@@ -366,7 +407,9 @@ def child_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The trainer's evaluation thread also wants the second core. Lowest priority: whenever the
     # CPUs are contended the window refreshes less often, and the trainer does not slow down.
-    if hasattr(os, "nice"):
+    # Not for the off-screen figure (no live redraws): its one render is the final PNG, which
+    # the end of the run waits for, and which must not starve behind other work.
+    if hasattr(os, "nice") and math.isfinite(args.refresh):
         try:
             os.nice(19)
         except OSError:

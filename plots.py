@@ -1,10 +1,9 @@
 """Training-progress figure: one PNG (or live window) summarising metrics.csv and eval.csv.
 
-`plot_training` draws six panels: returns with evaluation rounds, loss, mean Q, the schedules
-(epsilon, beta, learning rate), throughput and memory; `draw_training` draws them onto any
-figure, which is how the live window (live_view.py, drawn in a child process) shows them.
-`LivePlot`, the older in-process window that a render stalls the trainer for, is superseded by
-`live_view.LiveView` and stays only until the trainer has switched over.
+`plot_training` draws six panels: returns with evaluation rounds, loss, Q values with the
+collapse diagnostics, the schedules (epsilon, beta, learning rate), throughput and memory;
+`draw_training` draws them onto any figure, which is how the figure's own process
+(live_view.py) shows them live and renders the final PNG.
 
 This module sits on the trainer's start-up path, so matplotlib is imported lazily inside the
 functions that need it; `import plots` stays cheap.
@@ -15,7 +14,6 @@ import io
 import math
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -34,8 +32,6 @@ DPI = 110
 #: CartPole-v1 episodes are truncated at this return, so it is the ceiling worth showing.
 MAX_RETURN = 500.0
 
-# Interactive backends tried, in order, when a live window is wanted.
-_LIVE_BACKENDS = ("macosx", "qtagg", "gtk4agg", "gtk3agg", "tkagg", "wxagg")
 
 _C_TRAIN, _C_EVAL, _C_PASS = "tab:blue", "tab:orange", "tab:green"
 _NO_DATA = "no data yet"
@@ -210,9 +206,28 @@ def _panel_loss(ax: "Axes", m: Sequence[dict]) -> None:
 
 
 def _panel_q(ax: "Axes", m: Sequence[dict]) -> None:
-    ax.set_title("Mean Q value")
-    _series_panel(ax, _col(m, "env_steps"), _col(m, "mean_q"), "tab:purple", "mean Q")
+    """Mean Q, and the two early warnings of collapse (diagnostics.py): max Q on doomed states
+    (true value ~0; drifting up means failures are being forgotten) and, on the right axis,
+    the action gap (shrinking means the actions are no longer told apart)."""
+    ax.set_title("Q values and collapse warnings")
+    steps = _col(m, "env_steps")
+    if not _series_panel(ax, steps, _col(m, "mean_q"), "tab:purple", "mean Q"):
+        return
+    x, y = _finite(steps, _col(m, "doomed_max_q"))
+    if x.size:
+        ax.plot(x, y, color="tab:brown", lw=1.2, label="max Q, doomed states")
     ax.set_ylabel("Q")
+    x, y = _finite(steps, _col(m, "action_gap"))
+    if x.size:
+        gap = ax.twinx()
+        gap.plot(x, y, color="tab:gray", lw=0.9, alpha=0.8, label="action gap")
+        gap.set_ylabel("action gap", color="tab:gray")
+        gap.tick_params(axis="y", colors="tab:gray")
+        lines = ax.get_legend_handles_labels()
+        more = gap.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best", fontsize=7, framealpha=0.8)
+    elif len(ax.lines) > 1:
+        ax.legend(loc="best", fontsize=7, framealpha=0.8)
     _steps_axis(ax)
 
 
@@ -351,7 +366,7 @@ def plot_training(metrics_rows: list[dict], eval_rows: list[dict], path: str | P
 
 
 # --------------------------------------------------------------------------------------------
-# Live / periodically refreshed figure
+# Where a window can be shown
 # --------------------------------------------------------------------------------------------
 
 def display_available() -> bool:
@@ -359,105 +374,3 @@ def display_available() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True  # these have a window system without DISPLAY-style variables
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-class LivePlot:
-    """Re-render the training figure at most every `min_interval_s` seconds.
-
-    With `live=None` a window is used only when a display exists and an interactive backend
-    can be started; otherwise (or if the window later fails or is closed) the PNG at `path` is
-    refreshed instead. In live mode the PNG is written once, on `close()`.
-    """
-
-    def __init__(self, path: str | Path, live: bool | None = None, min_interval_s: float = 5.0,
-                 title: str = ""):
-        self.path = Path(path)
-        self.min_interval_s = float(min_interval_s)
-        self.title = title
-        self.renders = 0  # how many times the figure was actually drawn (handy for tests)
-        self._last = -math.inf
-        self._rows: tuple[Sequence[dict], Sequence[dict]] | None = None
-        self._dirty = False  # data seen since the last render that is not yet drawn
-        self._fig: Any = None
-        self._plt: Any = None
-        want = display_available() if live is None else bool(live)
-        self.live = want and self._open_window()
-
-    def _open_window(self) -> bool:
-        """Try to start an interactive backend and a window; False (never raise) on failure."""
-        if not display_available():
-            return False
-        try:
-            import matplotlib.pyplot as plt
-        except Exception:  # noqa: BLE001 - a broken GUI stack must not stop training
-            return False
-        previous = plt.get_backend()
-        for name in _LIVE_BACKENDS:
-            try:
-                plt.switch_backend(name)
-                fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-                plt.show(block=False)
-            except Exception:  # noqa: BLE001 - missing toolkit, unreachable X server, ...
-                continue
-            self._fig, self._plt = fig, plt
-            return True
-        try:
-            plt.switch_backend(previous if previous else "agg")
-        except Exception:  # noqa: BLE001
-            plt.switch_backend("agg")
-        return False
-
-    def update(self, metrics_rows: list[dict], eval_rows: list[dict], force: bool = False) -> bool:
-        """Render if the interval has passed (or `force`); returns whether it rendered."""
-        self._rows = (metrics_rows, eval_rows)
-        now = time.monotonic()
-        if not force and now - self._last < self.min_interval_s:
-            self._dirty = True
-            return False
-        self._last = now
-        self._render(metrics_rows, eval_rows)
-        return True
-
-    def _render(self, metrics_rows: Sequence[dict], eval_rows: Sequence[dict]) -> None:
-        self.renders += 1
-        self._dirty = False
-        if self.live and self._window_alive():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    draw_training(self._fig, metrics_rows, eval_rows, self.title)
-                self._fig.canvas.draw_idle()
-                self._fig.canvas.flush_events()
-                return
-            except Exception:  # noqa: BLE001 - GUI went away mid-run; keep the PNG going
-                self._drop_window()
-        plot_training(list(metrics_rows), list(eval_rows), self.path, self.title)
-
-    def _window_alive(self) -> bool:
-        if self._fig is not None and self._plt.fignum_exists(self._fig.number):
-            return True
-        self._drop_window()  # the user closed it: fall back to refreshing the PNG
-        return False
-
-    def _drop_window(self) -> None:
-        if self._fig is not None:
-            try:
-                self._plt.close(self._fig)
-            except Exception:  # noqa: BLE001
-                pass
-        self._fig = None
-        self.live = False
-
-    def close(self) -> None:
-        """Write the latest data to the PNG (live mode, or a throttled update) and close."""
-        if self._rows is not None and (self._dirty or self.live):
-            plot_training(list(self._rows[0]), list(self._rows[1]), self.path, self.title)
-            self.renders += 1
-            self._dirty = False
-        self._drop_window()
-
-    def __enter__(self) -> "LivePlot":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -127,6 +127,8 @@ class Trainer:
         if cfg.seed is None:
             cfg = cfg.replace(seed=int(np.random.SeedSequence().entropy % (2**31)))
         mode = "resume" if resume else ("overwrite" if getattr(cfg, "overwrite", False) else "new")
+        if cfg.graphics:
+            check_video_format(cfg.video_format)  # before training, not after it
         self.run_dir = RunDir.prepare(cfg.log_dir, mode)
         self.cfg = cfg = cfg.replace(log_dir=str(self.run_dir.path))
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
@@ -213,7 +215,7 @@ class Trainer:
                                             tf.config.threading.get_inter_op_parallelism_threads()]
         self.run_dir.write_json(CONFIG_JSON, record)
         self.run_dir.copy_scripts(PROJECT_DIR)
-        self.observers = make_observers(cfg, self.run_dir, record, self.resume)
+        self.observers = make_observers(cfg, self.run_dir, record, self.prog)
         import psutil
         self.proc = psutil.Process()
         self.peak_rss = self.proc.memory_info().rss
@@ -226,6 +228,18 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        try:
+            reason = self.loop()
+            return self.wrap_up(reason)
+        except OSError as e:
+            self.abort_observers()
+            raise self._write_fault(e) from None
+        except BaseException:
+            self.abort_observers()
+            raise
+
+    def loop(self) -> str:
+        """The phases, until a stop rule holds; returns why it stopped."""
         reason = None
         try:
             while reason is None:
@@ -239,16 +253,20 @@ class Trainer:
                 if reason is not None:  # the round in flight may still solve the run
                     self.finish_round()
                     reason = self.stop_reason()
-        except OSError as e:
-            raise self._write_fault(e) from None
         finally:
             self.rounds.close()
             if self.bar is not None:
                 self.bar.close()
-        try:
-            return self.wrap_up(reason)
-        except OSError as e:
-            raise self._write_fault(e) from None
+        return reason
+
+    def abort_observers(self) -> None:
+        """The run failed: stop what has a process of its own (the figure's), write nothing
+        more (TensorBoard keeps only what its last checkpoint covered, so a resume adds no
+        step twice)."""
+        for observer in getattr(self, "observers", []):
+            abort = getattr(observer, "abort", None)
+            if abort is not None:
+                abort()
 
     def wall(self) -> float:
         """Seconds since the clock origin, across resumed sessions."""
@@ -445,19 +463,35 @@ class Trainer:
 
     # --- wrap-up -----------------------------------------------------------------------------
     def wrap_up(self, reason: str) -> dict[str, Any]:
-        """Final checkpoint, final model, confirmation of best.keras, figure, demo, summary."""
+        """Final checkpoint, final model, confirmation of best.keras, figure, demo, summary.
+
+        The figure's process starts rendering the final PNG first (on the second core), while
+        this thread checkpoints, exports and confirms; `on_end` then collects it.
+        """
         end_wall = self.wall()
+        solved = f"solved at {self.prog.solve_wall_s:.1f} s" if self.prog.solved else "not solved"
+        self.notify("finish", f"finished: {solved}")
         self.checkpoint()
         ts = time.perf_counter()
         self.agent.export(str(self.run_dir / MODEL_DIR / FINAL_MODEL))
         self.timer.add("export", time.perf_counter() - ts)
         best_net = self._load_best() if self.prog.solved else None
         confirm = self.confirm(best_net) if best_net is not None else {}
-        self.write_figure()
         demo = self.write_demo(best_net) if self.cfg.graphics else None
         self.flush_csvs()
         summary = self.summary(reason, end_wall, confirm)
         self.run_dir.write_json(SUMMARY_JSON, summary)
+        ts = time.perf_counter()
+        self.notify("on_end", summary)
+        self.timer.add("observers_end", time.perf_counter() - ts)
+        if not any(getattr(o, "png_written", False) for o in self.observers):
+            self.write_figure()  # no figure process, or it could not deliver
+        self.write_timings(end_wall)
+        self.env.close()
+        self._say_where_it_wrote(summary, demo)
+        return summary
+
+    def write_timings(self, end_wall: float) -> None:
         self.timer.add("eval_rounds_played", self.rounds.busy_s)
         self.run_dir.write_json(TIMINGS_JSON, {
             "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
@@ -465,11 +499,9 @@ class Trainer:
             "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
                     "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
                     "playing evaluation rounds (on the second thread, overlapping learning); "
-                    "eval_wait = time the loop waited for a round; wall from the clock origin"})
-        self.notify("on_end", summary)
-        self.env.close()
-        self._say_where_it_wrote(summary, demo)
-        return summary
+                    "eval_wait = time the loop waited for a round; observers_end = closing "
+                    "TensorBoard and collecting the final figure from its process (plot: the "
+                    "figure drawn here instead); wall from the clock origin"})
 
     def _load_best(self):
         """The network that passed the solve rounds, as exported (what --evaluate plays)."""
@@ -573,21 +605,42 @@ def set_tf_threads(tf: Any, threads: int) -> None:
 
 
 def demo_name(cfg: TrainConfig) -> str:
-    return f"cartpole_demo.{getattr(cfg, 'video_format', 'gif')}"
+    return f"cartpole_demo.{cfg.video_format}"
 
 
 def demo_format(cfg: TrainConfig) -> dict[str, Any]:
-    fmt = getattr(cfg, "video_format", None)
-    return {"fmt": fmt} if fmt else {}
+    return {"fmt": cfg.video_format}
 
 
-def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any], resumed: bool) -> list:
-    """TensorBoard always; the live window with --graphics when a display is there."""
+def check_video_format(fmt: str) -> None:
+    """A missing encoder for --video-format is a usage error, found before training starts."""
+    from video import require_format
+    try:
+        require_format(fmt)
+    except ValueError as e:
+        from config import ConfigError
+        raise ConfigError(str(e)) from None
+
+
+def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
+                   prog: Progress) -> list:
+    """TensorBoard, and the figure's own process: a live window with --graphics when there is
+    a display, otherwise off-screen, only to render the final PNG off the critical path."""
+    from live_view import LiveView, interactive_session
+    from plots import display_available
     from tb_log import TensorBoardObserver
+    resumed = prog.resumed_from_env_steps is not None
     observers: list = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
-    if cfg.graphics:
-        from live_view import LiveView, interactive_session
-        observers.append(LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet)))
+    window = cfg.graphics and display_available()
+    view = LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet),
+                    backend=None if window else "agg", live=window)
+    if view.active:
+        # A resumed run's figure shows its whole history (TensorBoard has it in its files).
+        for row in prog.metrics_rows:
+            view.on_metrics(row)
+        for row in prog.eval_rows:
+            view.on_eval(row)
+        observers.append(view)
     return observers
 
 

@@ -202,6 +202,28 @@ def test_real_child_process_draws_off_screen_and_hands_over(monkeypatch):
     assert view.report["backend"].lower() == "agg"
 
 
+def test_off_screen_child_writes_the_final_png_the_trainer_would_write(tmp_path):
+    # Without a window the child exists for one job: at the hand-over it renders the run's PNG
+    # (on the second core, while the trainer wraps up). It must be the very figure the trainer
+    # would have written from the same rows, JSON round trip included.
+    import plots
+    png = tmp_path / "training_metrics.png"
+    view = live_view.LiveView(png, interactive=False, backend="agg", live=False)
+    assert view.active
+    metrics = [row(i) for i in range(60)]
+    evals = [{"env_steps": 1024 * i, "mean": float(i), "min": 1.0, "max": 500.0, "passed": 0,
+              "at_500": 0, "episodes": 64} for i in range(9, 60, 10)]
+    for m in metrics:
+        view.on_metrics(m)
+    for e in evals:
+        view.on_eval(e)
+    view.finish("finished: solved at 4.2 s")
+    view.on_end({"solved": True, "solve_wall_s": 4.2})
+    assert view.png_written, (view.report, view.stopped_because)
+    assert view.report["renders"] == 0, "no live redraws off-screen"
+    assert png.read_bytes() == plots.render_png(metrics, evals)
+
+
 def test_child_without_a_gui_ends_the_view_quietly(monkeypatch):
     # DISPLAY names no X server: the child cannot open a window and exits; the trainer side
     # notices at its next write and carries on without a window.

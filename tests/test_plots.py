@@ -1,8 +1,8 @@
-"""The training figure: every panel draws the rows it is given, and LivePlot writes what it shows.
+"""The training figure: every panel draws the rows it is given, and the PNG shows exactly that.
 
 The figure is checked through its data, not its pixels: `plots.draw_training` draws onto a
 matplotlib Figure, whose Line2D and error-bar artists are read back and compared with the input
-rows. The PNG written by `plot_training` and `LivePlot` is compared byte for byte with
+rows. The PNG written by `plot_training` is compared byte for byte with
 `plots.render_png` of the rows it should show (Agg output is deterministic).
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ def rows(n: int) -> tuple[list[dict], list[dict]]:
     metrics = [{"wall_s": 3 + 0.05 * i, "env_steps": 1024 * (i + 1), "learn_steps": 16 * i,
                 "epsilon": max(0.01, 1 - i / 20), "lr": 5e-3, "beta": 0.5 + i / 400,
                 "loss": 0.02 + 0.01 * math.sin(i) if i else None, "mean_q": i * 0.5,
+                "doomed_max_q": 1 + 0.1 * i if i > 2 else None, "action_gap": 2.0 / (1 + i),
                 "episodes": 10 * i, "train_return_mean": min(500, 10 + 5 * i),
                 "train_return_max": min(500, 20 + 8 * i), "steps_per_s": 20000 + 10 * i,
                 "rss_mb": 900 + i * 0.1} for i in range(n)]
@@ -97,7 +98,7 @@ def test_loss_and_q_panels_draw_the_raw_rows_and_a_trend_inside_their_range():
     m, _ = rows(80)
     fig = drawn(m, [])
     steps = column(m, "env_steps")
-    for title, label, key in (("TD loss", "loss", "loss"), ("Mean Q value", "mean Q", "mean_q")):
+    for title, label, key in (("TD loss", "loss", "loss"), ("Q values and collapse warnings", "mean Q", "mean_q")):
         ax = panel(fig, title)
         want = column(m, key)
         ok = np.isfinite(want)  # the first row has no loss yet
@@ -110,7 +111,7 @@ def test_loss_and_q_panels_draw_the_raw_rows_and_a_trend_inside_their_range():
         assert np.std(ys) < np.std(want[ok])  # a moving average is smoother than the raw series
     # Loss is positive, so it gets a log axis; mean Q starts at 0 and stays linear.
     assert panel(fig, "TD loss").get_yscale() == "log"
-    assert panel(fig, "Mean Q value").get_yscale() == "linear"
+    assert panel(fig, "Q values and collapse warnings").get_yscale() == "linear"
 
 
 def test_schedule_and_wall_time_panels_draw_their_columns():
@@ -159,9 +160,22 @@ def test_headline_reports_progress_best_eval_and_pass():
 
 
 # --- odd inputs --------------------------------------------------------------------------------
+def test_q_panel_draws_the_collapse_diagnostics_from_the_rows():
+    m, e = rows(30)
+    ax = panel(drawn(m, e), "Q values and collapse warnings")
+    x, y = line(ax, "max Q, doomed states")
+    kept = [r for r in m if r["doomed_max_q"] is not None]  # a run has none until a failure
+    np.testing.assert_array_equal(x, [r["env_steps"] for r in kept])
+    np.testing.assert_allclose(y, [r["doomed_max_q"] for r in kept])
+    (gap_ax,) = [a for a in ax.figure.axes if any(ln.get_label() == "action gap" for ln in a.lines)]
+    assert gap_ax is not ax, "the action gap has its own axis (its scale is far below Q's)"
+    x, y = line(gap_ax, "action gap")
+    np.testing.assert_allclose(y, [r["action_gap"] for r in m])
+
+
 def test_empty_rows_give_six_no_data_panels():
     fig = drawn([], [])
-    assert sorted(no_data_panels(fig)) == sorted(["Episode return", "TD loss", "Mean Q value",
+    assert sorted(no_data_panels(fig)) == sorted(["Episode return", "TD loss", "Q values and collapse warnings",
                                                   "Schedules", "Throughput", "Memory (RSS)"])
     assert not any(ax.containers for ax in fig.axes)
 
@@ -188,7 +202,7 @@ def test_missing_and_nan_values_are_left_out_point_by_point():
     x, y = line(panel(fig, "TD loss"), "loss")
     np.testing.assert_array_equal(x, steps[1::2])
     np.testing.assert_allclose(y, column(m, "loss")[1::2])
-    x, _ = line(panel(fig, "Mean Q value"), "mean Q")
+    x, _ = line(panel(fig, "Q values and collapse warnings"), "mean Q")
     np.testing.assert_array_equal(x, steps[1::2])
     (ln,) = panel(fig, "Throughput").lines
     np.testing.assert_allclose(ln.get_ydata(), column(m, "steps_per_s")[1::2])
@@ -209,7 +223,7 @@ def test_rows_read_back_from_csv_draw_the_same_data(tmp_path):
     m_csv, e_csv = run_log.read_csv(tmp_path / "m.csv"), run_log.read_csv(tmp_path / "e.csv")
     assert isinstance(e_csv[0]["passed"], str)
     from_dicts, from_csv = drawn(m, e), drawn(m_csv, e_csv)
-    for title in ("Episode return", "TD loss", "Mean Q value", "Schedules", "Throughput"):
+    for title in ("Episode return", "TD loss", "Q values and collapse warnings", "Schedules", "Throughput"):
         a, b = panel(from_dicts, title), panel(from_csv, title)
         assert [ln.get_label() for ln in a.lines] == [ln.get_label() for ln in b.lines], title
         for la, lb in zip(a.lines, b.lines):
@@ -237,51 +251,3 @@ def test_importing_plots_does_not_import_matplotlib():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_liveplot_throttles_and_works_headless(tmp_path, monkeypatch):
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    m, e = rows(20)
-    live = plots.LivePlot(tmp_path / "live.png", min_interval_s=60)
-    assert live.update(m[:10], e[:2]) is True
-    assert_png_shows(tmp_path / "live.png", m[:10], e[:2])
-    first = (tmp_path / "live.png").stat().st_mtime_ns
-    assert live.update(m, e) is False, "second update within the interval must not re-render"
-    assert (tmp_path / "live.png").stat().st_mtime_ns == first
-    assert live.update(m, e, force=True) is True
-    assert_png_shows(tmp_path / "live.png", m, e)
-    assert live.renders == 2 and not live.live
-    live.close()
-    assert [p.name for p in tmp_path.iterdir()] == ["live.png"], "temp file left behind"
-
-
-def test_liveplot_close_flushes_a_throttled_update(tmp_path, monkeypatch):
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    m, e = rows(20)
-    # Asking for a window where there is no display falls back to the PNG instead of raising.
-    live = plots.LivePlot(tmp_path / "live.png", live=True, min_interval_s=60)
-    assert live.live is False
-    live.update(m[:5], e[:1])
-    live.update(m, e)  # throttled: only remembered
-    assert live.renders == 1
-    assert_png_shows(tmp_path / "live.png", m[:5], e[:1])
-    live.close()
-    assert live.renders == 2
-    assert_png_shows(tmp_path / "live.png", m, e)
-
-
-def test_unreachable_display_falls_back_to_png(tmp_path):
-    # DISPLAY set but no X server: picking a GUI backend fails; it must not raise. A separate
-    # process keeps pyplot's global backend switch out of this one.
-    import os
-    import subprocess
-    row = {"env_steps": 1, "train_return_mean": 9}
-    code = (f"import plots; lp = plots.LivePlot('live.png', min_interval_s=0); "
-            f"lp.update([{row!r}], []); lp.close(); print(lp.live)")
-    env = {**os.environ, "DISPLAY": ":97", "PYTHONPATH": os.path.dirname(plots.__file__)}
-    env.pop("WAYLAND_DISPLAY", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
-    assert_png_shows(tmp_path / "live.png", [row], [])
