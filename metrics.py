@@ -62,7 +62,8 @@ TIMING_COLUMNS = ("wall_s", "steps_per_s", "rss_mb")
 #: Training-episode length is the return under the standard reward (+1 per step).
 EPISODIC_LENGTH_TAG = "charts/episodic_length"
 #: TensorBoard tags of the solve event (written once, at the solve).
-SOLVE_TAGS = {"solve_wall_s": "solve/wall_seconds", "solve_env_steps": "solve/env_steps"}
+SOLVE_TAGS = {"solve_wall_s": "solve/wall_seconds", "solve_env_steps": "solve/env_steps",
+              "solve_learn_steps": "solve/learn_steps"}
 
 
 def tags(metrics: tuple[Metric, ...]) -> dict[str, str]:
