@@ -403,13 +403,14 @@ class Trainer:
                "learn_steps": snap.learn_steps, **s, "passed": int(res.passed),
                "consecutive": prog.consecutive}
         prog.eval_rows.append(row)
-        if prog.solved and not was_solved:
-            self._on_solved(snap)
         if prog.consecutive >= cfg.solve_rounds:
             ts = time.perf_counter()
-            # best.keras is the latest snapshot that passed the solve rounds.
+            # best.keras is the latest snapshot that passed the solve rounds; it is on disk
+            # before the "solved" line is printed, so a run killed after that line keeps it.
             self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
             self.timer.add("export", time.perf_counter() - ts)
+        if prog.solved and not was_solved:
+            self._on_solved(snap)
         self.notify("on_eval", row)
         if self.on_eval is not None:
             self.on_eval(dict(row))
