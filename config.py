@@ -100,6 +100,10 @@ class TrainConfig:
     # --- exploration and schedule ---------------------------------------------------------
     eps_start: float = field(default=1.0, metadata=_opt("Initial epsilon of epsilon-greedy."))
     eps_final: float = field(default=0.01, metadata=_opt("Final epsilon."))
+    eps_solved: float | None = field(default=None, metadata=_opt(
+        "Epsilon from the moment the task is solved (with --keep-training); default: "
+        "--eps-final. More exploration once solved keeps failures coming into the replay "
+        "buffer, which a solved agent otherwise stops seeing."))
     eps_decay_steps: int = field(default=300, metadata=_opt(
         "Vector steps over which epsilon decays linearly."))
     train_every: int = field(default=16, metadata=_opt(
@@ -197,6 +201,8 @@ class TrainConfig:
         in_range("tau", 0.0, 1.0, lo_open=True)
         for name in ("alpha", "beta_start", "beta_final", "eps_start", "eps_final"):
             in_range(name, 0.0, 1.0)
+        if self.eps_solved is not None and not 0 <= self.eps_solved <= 1:
+            raise ConfigError(f"--eps-solved must be in [0, 1], got {self.eps_solved}")
         for name in ("confirm_episodes", "keep_training", "learning_starts", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

@@ -205,6 +205,8 @@ class Trainer:
         cfg, tf = self.cfg, self.tf
         self.layout = ChunkLayout(self.env.observation_size)
         self.epsilon = EpsilonSchedule(cfg.eps_start, cfg.eps_final, cfg.eps_decay_steps)
+        eps = cfg.eps_final if cfg.eps_solved is None else cfg.eps_solved
+        self.epsilon_solved = EpsilonSchedule(eps, eps, 1)  # constant once solved
         self.chunk = np.zeros((cfg.train_every, cfg.num_envs, self.layout.width), np.float32)
         # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
         self.obs = self.env.reset_numpy(
@@ -278,7 +280,8 @@ class Trainer:
         ts = time.perf_counter()
         prog, cfg = self.prog, self.cfg
         self.obs, eps, t_env = collect_chunk(self.env, self.qnet, self.act_rng, self.obs, self.chunk,
-                                             self.layout, self.epsilon, prog.vector_steps)
+                                             self.layout, self.epsilon_solved if prog.solved
+                                             else self.epsilon, prog.vector_steps)
         prog.vector_steps += cfg.train_every
         prog.env_steps += cfg.train_every * cfg.num_envs
         self.timer.add("env_step", t_env)
