@@ -135,9 +135,9 @@ class TrainConfig:
     # --- evaluation and stopping ----------------------------------------------------------
     eval_every: int = field(default=32, metadata=_opt(
         "Vector steps between greedy evaluation rounds on standard CartPole-v1."))
-    eval_thread: bool = field(default=True, metadata=_opt(
-        "Play evaluation rounds on a second thread while learning goes on (same verdicts, "
-        "collected at the next evaluation point)."))
+    eval_process: bool = field(default=True, metadata=_opt(
+        "Play evaluation rounds in a worker process on the second core while learning goes on "
+        "(same verdicts, collected at the next evaluation point); off: in the trainer itself."))
     eval_episodes: int = field(default=64, metadata=_opt(
         "Episodes per evaluation round; all must score 500 for the round to pass."))
     solve_rounds: int = field(default=3, metadata=_opt(

@@ -1,25 +1,39 @@
-"""Evaluation rounds played on the second core while learning goes on.
+"""Evaluation rounds played in a worker process on the second core while learning goes on.
 
-The compiled learning call releases the GIL for most of its ~15 ms, and evaluation is NumPy and
-gymnasium on a fresh vector env, so a round started on a snapshot of the weights runs on a
-second thread in the time the trainer spends inside TensorFlow. Rounds are always played out in
-full (every episode), so the statistics in eval.csv describe the whole round.
+Rounds are always played out in full (every episode), so the statistics in eval.csv describe
+the whole round. A full round is up to 500 vector steps of NumPy and gymnasium, ~50 ms. Played
+on a thread of the trainer's process it shared the GIL with the trainer's own Python (acting,
+packing, logging): measured over 20 seeds, acting and packing went from ~0.1 s to ~1 s a run and
+the learning calls slowed too, each thread waiting out the other's 5 ms switch interval. So a
+round is played by a separate, long-lived process (`python eval_rounds.py --worker`) that
+imports only NumPy and gymnasium: the trainer sends it a snapshot of the weights (a few KB)
+and reads back the returns.
 
 Determinism: a round is started at an evaluation point and its verdict is collected at the next
 evaluation point (or when the run must stop or checkpoint), never "when it happens to finish",
 so the solve, and everything it changes (the learning rate once solved, best.keras, the stop),
 happens at the same step on every run with the same seed. The solve is credited to the snapshot
-that passed (its env steps); the time is when the verdict was known.
+that passed (its env steps); the time is when the verdict was known. The worker plays exactly
+what `evaluation.evaluate` would play in this process, which is the fallback when the worker
+cannot be started (or `background=False`).
 """
 from __future__ import annotations
 
+import os
+import pickle
+import struct
+import subprocess
+import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from evaluation import EvalResult, NumpyQNetwork, evaluate
+
+_HEADER = struct.Struct("<Q")
 
 
 @dataclass
@@ -28,46 +42,162 @@ class Round:
     env_steps: int                  # training position of the snapshot
     learn_steps: int
     weights: list[np.ndarray]       # the snapshot that is judged (and exported if it solves)
-    future: "Future[tuple[EvalResult, float]]"
+    seed: int                       # the round's episode seeds start here
+    passed: bool | None = None      # the verdict, known at the first failure or at the end
+    result: EvalResult | None = None  # every episode's return, once all are played
+    consecutive: int = 0            # the trainer's streak after this verdict
+    verdict_wall_s: float = 0.0     # when the trainer learned the verdict
+
+
+def send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def receive(stream: BinaryIO) -> Any:
+    """One framed object, or None at end of stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)
+
+
+def play(weights: list[np.ndarray], episodes: int, seed: int,
+         on_first_failure=None) -> tuple[np.ndarray, float]:
+    """The round itself, wherever it runs: returns of every episode, and seconds spent."""
+    t = time.perf_counter()
+    res = evaluate(NumpyQNetwork(weights).greedy, episodes, seed=seed,
+                   num_envs=min(episodes, 64), on_first_failure=on_first_failure)
+    return res.returns, time.perf_counter() - t
 
 
 class RoundRunner:
-    """At most one round in flight; `background=False` plays it on the caller's thread."""
+    """Rounds in order, played by the worker process (or here, if there is none).
+
+    The trainer asks for a round's *verdict* at the next evaluation point (`verdict`), and for
+    its full statistics (`completed`) whenever they have come: the worker reports a failing
+    round's verdict at its first failure, then plays the rest for the statistics while the
+    trainer goes on. Messages come in round order, so which rounds are complete at a given
+    point depends only on the order of events, never on timing: runs stay deterministic.
+    """
 
     def __init__(self, episodes: int, background: bool = True):
         self.episodes = episodes
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="eval") if background else None
-        self.pending: Round | None = None
-        self.busy_s = 0.0           # seconds spent playing rounds (on whichever thread)
+        self.rounds: list[Round] = []   # started, not yet handed back complete
+        self.busy_s = 0.0               # seconds spent playing rounds (in whichever process)
+        self.worker: subprocess.Popen | None = None
+        if background:
+            self.worker = self._start_worker()
+
+    @staticmethod
+    def _start_worker() -> subprocess.Popen | None:
+        # A fresh interpreter, not a fork of this one (which may hold TensorFlow's threads).
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        try:
+            return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError:
+            return None  # rounds are then played in this process
 
     def start(self, weights: list[np.ndarray], seed: int, index: int, env_steps: int,
               learn_steps: int) -> None:
-        if self.pending is not None:
-            raise RuntimeError("finish() the pending round before starting another")
         snapshot = [np.array(w, np.float32, copy=True) for w in weights]
-        net = NumpyQNetwork(snapshot)
-        if self.pool is not None:
-            future = self.pool.submit(self._play, net, seed)
-        else:
-            future = Future()
-            future.set_result(self._play(net, seed))
-        self.pending = Round(index, env_steps, learn_steps, snapshot, future)
+        r = Round(index, env_steps, learn_steps, snapshot, seed)
+        self.rounds.append(r)
+        if self.worker is not None:
+            try:
+                send(self.worker.stdin, (snapshot, self.episodes, seed))
+                return
+            except OSError:
+                self._drop_worker()
+        self._play_here(r)
 
-    def _play(self, net: NumpyQNetwork, seed: int) -> tuple[EvalResult, float]:
-        t = time.perf_counter()
-        res = evaluate(net.greedy, self.episodes, seed=seed, num_envs=min(self.episodes, 64))
-        dt = time.perf_counter() - t
+    def _play_here(self, r: Round) -> None:
+        returns, dt = play(r.weights, self.episodes, r.seed)
         self.busy_s += dt
-        return res, dt
+        r.result = EvalResult(returns, self.episodes)
+        r.passed = r.result.passed
 
-    def finish(self) -> tuple[Round, EvalResult] | None:
-        """Wait for the pending round (if any) and hand back it and its result."""
-        r, self.pending = self.pending, None
-        if r is None:
-            return None
-        res, _ = r.future.result()
-        return r, res
+    def verdict(self) -> Round | None:
+        """The oldest round without a verdict, once it has one (waits for it); None if none."""
+        r = next((r for r in self.rounds if r.passed is None), None)
+        while r is not None and r.passed is None:
+            self._read_one()
+        return r
+
+    def completed(self, wait: bool = False) -> list[tuple[Round, EvalResult]]:
+        """Rounds whose every episode has been played, oldest first (with `wait`, all of them)."""
+        while wait and self.rounds and self.rounds[-1].result is None:
+            self._read_one()
+        done = []
+        while self.rounds and self.rounds[0].result is not None:
+            r = self.rounds.pop(0)
+            done.append((r, r.result))
+        return done
+
+    def _read_one(self) -> None:
+        """Take the worker's next message; if it is gone, replay the unfinished rounds here."""
+        msg = receive(self.worker.stdout) if self.worker is not None else None
+        if msg is None:
+            self._drop_worker()
+            for r in self.rounds:
+                if r.result is None:
+                    self._play_here(r)
+            return
+        kind, *body = msg
+        if kind == "verdict":
+            next(r for r in self.rounds if r.passed is None).passed = bool(body[0])
+        else:  # "done"
+            r = next(r for r in self.rounds if r.result is None)
+            returns, dt = body
+            self.busy_s += dt
+            r.result = EvalResult(np.asarray(returns), self.episodes)
+            if r.passed is None:
+                r.passed = r.result.passed
+
+    def _drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait()
+            self.worker = None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.worker is not None:
+            try:
+                self.worker.stdin.close()
+                self.worker.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.worker.kill()
+                self.worker.wait()
+            self.worker = None
+
+
+def worker_main() -> int:
+    """Play rounds sent on stdin until it closes. For each: ("verdict", passed) as soon as it
+    is known (at the first failure, or at the end), then ("done", returns, seconds)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        job = receive(stdin)
+        if job is None:
+            return 0
+        weights, episodes, seed = job
+        failed = []
+
+        def report_failure() -> None:
+            failed.append(True)
+            send(stdout, ("verdict", False))
+        returns, dt = play(weights, episodes, seed, on_first_failure=report_failure)
+        if not failed:
+            send(stdout, ("verdict", EvalResult(returns, episodes).passed))
+        send(stdout, ("done", returns, dt))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    sys.exit(worker_main())

@@ -90,13 +90,15 @@ class EvalResult:
 
 
 def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
-             env_id: str = "CartPole-v1") -> EvalResult:
+             env_id: str = "CartPole-v1",
+             on_first_failure: Callable[[], None] | None = None) -> EvalResult:
     """Play `episodes` fresh episodes with `act` (obs [n,4] -> actions [n]) and score them.
 
     Episodes run in batches of up to `num_envs` parallel envs, one episode per env, each env
     seeded from `seed`, so a round is reproducible. Every episode is played to its end, so the
-    statistics describe the whole round; the trainer plays rounds on a second thread, where
-    finishing a failed round costs the learning loop nothing.
+    statistics describe the whole round. `on_first_failure` is called once, when the first
+    episode ends below 500: the round's verdict is known from then on (eval_rounds.py reports
+    it early, and plays the rest for the statistics).
     """
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -113,7 +115,11 @@ def evaluate(act: ActFn, episodes: int, seed: int, num_envs: int = 64,
             while running.any():
                 obs, reward, terminated, truncated, _ = envs.step(act(obs))
                 ret += reward * running
-                running &= ~(terminated | truncated)
+                ended = running & (terminated | truncated)
+                running &= ~ended
+                if on_first_failure is not None and np.any(ended & (ret < MAX_RETURN)):
+                    on_first_failure()
+                    on_first_failure = None
             returns.append(ret[:n])
             left -= n
             batch_index += 1

@@ -226,7 +226,7 @@ class Trainer:
         self.last_csv_flush = self.last_ckpt_time = self.session_start
         self.last_ckpt_steps = self.prog.env_steps
         self.first_call, self.current_lr = True, None
-        self.rounds = RoundRunner(cfg.eval_episodes, background=cfg.eval_thread)
+        self.rounds = RoundRunner(cfg.eval_episodes, background=cfg.eval_process)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -383,29 +383,30 @@ class Trainer:
         return prog.learn_steps > 0 and prog.vector_steps % cfg.eval_every < cfg.train_every
 
     def evaluate(self) -> None:
-        """Collect the verdict of the round in flight, then start a round on these weights."""
-        self.finish_round()
+        """Take the verdict of the round in flight and the rows of rounds played out since,
+        then start a round on these weights."""
+        self.apply_verdict()
+        self.record_rounds()
         prog, cfg = self.prog, self.cfg
         self.rounds.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds), prog.rounds,
                           prog.env_steps, prog.learn_steps)
 
     def finish_round(self) -> None:
-        """Wait for the round in flight (if any); apply the solve rule to it and record it."""
+        """Before a stop or a checkpoint: the verdict and the row of every round started."""
+        self.apply_verdict()
+        self.record_rounds(wait=True)
+
+    def apply_verdict(self) -> None:
+        """Wait for the verdict of the oldest round without one; apply the solve rule to it."""
         ts = time.perf_counter()
-        done = self.rounds.finish()
+        snap = self.rounds.verdict()
         self.timer.add("eval_wait", time.perf_counter() - ts)
-        if done is None:
+        if snap is None:
             return
-        snap, res = done
         prog, cfg = self.prog, self.cfg
         was_solved = prog.solved
-        prog.set_solve_state(rules.after_round(prog.solve_state, res.passed, cfg.solve_rounds))
-        s = res.stats()
-        prog.best_eval_mean = max(prog.best_eval_mean, s["mean"])
-        row = {"round": prog.rounds, "wall_s": self.wall(), "env_steps": snap.env_steps,
-               "learn_steps": snap.learn_steps, **s, "passed": int(res.passed),
-               "consecutive": prog.consecutive}
-        prog.eval_rows.append(row)
+        prog.set_solve_state(rules.after_round(prog.solve_state, snap.passed, cfg.solve_rounds))
+        snap.consecutive, snap.verdict_wall_s = prog.consecutive, self.wall()
         if prog.consecutive >= cfg.solve_rounds:
             ts = time.perf_counter()
             # best.keras is the latest snapshot that passed the solve rounds; it is on disk
@@ -414,9 +415,22 @@ class Trainer:
             self.timer.add("export", time.perf_counter() - ts)
         if prog.solved and not was_solved:
             self._on_solved(snap)
-        self.notify("on_eval", row)
-        if self.on_eval is not None:
-            self.on_eval(dict(row))
+
+    def record_rounds(self, wait: bool = False) -> None:
+        """An eval.csv row for each round whose every episode has been played (all, with wait)."""
+        ts = time.perf_counter()
+        done = self.rounds.completed(wait)
+        self.timer.add("eval_wait", time.perf_counter() - ts)
+        for snap, res in done:
+            s = res.stats()
+            self.prog.best_eval_mean = max(self.prog.best_eval_mean, s["mean"])
+            row = {"round": snap.index + 1, "wall_s": snap.verdict_wall_s,
+                   "env_steps": snap.env_steps, "learn_steps": snap.learn_steps, **s,
+                   "passed": int(snap.passed), "consecutive": snap.consecutive}
+            self.prog.eval_rows.append(row)
+            self.notify("on_eval", row)
+            if self.on_eval is not None:
+                self.on_eval(dict(row))
 
     def _on_solved(self, snap: Any) -> None:
         prog = self.prog

@@ -51,7 +51,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="runs at a time (1 = no core sharing)")
     p.add_argument("--cold", action="store_true", help="no XLA compile cache (fresh machine)")
     p.add_argument("--profile", action="store_true", help="keep the trainer's default cProfile on")
-    p.add_argument("--args", default="", help="extra training flags, e.g. \"--hidden 12,12\"")
+    p.add_argument("--args", default="", help="extra training flags, e.g. --args=\"--hidden 12,12\" "
+                   "(write it with = : a lone flag such as --args=--no-layer-norm would otherwise "
+                   "be read as an option of this benchmark)")
     p.add_argument("--out", default=None, help="log dir (default: a new temp dir)")
     p.add_argument("--import-probes", type=int, default=10,
                    help="fresh bare `import tensorflow` processes timed (half before, half after)")
