@@ -127,6 +127,7 @@ def test_made_up_rows_read_back_with_tags_steps_and_values(tmp_path):
     want[metrics.SOLVE_TAGS["solve_wall_s"]] = [(rows[-1]["env_steps"], 5.5)]
     want[metrics.SOLVE_TAGS["solve_env_steps"]] = [(rows[-1]["env_steps"],
                                                    float(rows[-1]["env_steps"]))]
+    want[metrics.SOLVE_TAGS["solve_learn_steps"]] = [(rows[-1]["env_steps"], 700.0)]
     assert set(got) == set(want)
     for tag in want:
         assert_close(got[tag], want[tag])
