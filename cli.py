@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from config import ConfigError, TrainConfig, flag_name, parse_hidden
 
-from errors import EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE  # noqa: E402,F401  (re-exported)
+from errors import EXIT_USAGE  # noqa: E402
 
 #: Settings `--resume` lets a command line change: the budgets, and output that does not touch
 #: what is learned. Everything else is the run's own and must match it.

@@ -137,10 +137,9 @@ def load_saved_network(path: str | Path) -> tuple[NumpyQNetwork, Path]:
     """
     from config import ConfigError
     model, p = _load_keras_model(path)
-    import keras
     if not _numpy_playable(model):
         raise ConfigError(f"model {p} is not a stack of Dense (and LayerNormalization) layers")
-    return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]), p
+    return _numpy_network(model), p
 
 
 def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
@@ -151,13 +150,16 @@ def load_saved_policy(path: str | Path) -> tuple[ActFn, Path]:
     through Keras. Raises `ConfigError` (one line) for a missing, corrupt or misshapen model.
     """
     model, p = _load_keras_model(path)
-    import keras
     if _numpy_playable(model):
-        return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()]).greedy, p
+        return _numpy_network(model).greedy, p
 
     def act(obs: np.ndarray) -> np.ndarray:
         return np.argmax(np.asarray(model(obs, training=False)), axis=1)
     return act, p
+
+
+def _numpy_network(model) -> NumpyQNetwork:
+    return NumpyQNetwork([np.asarray(w, np.float32) for w in model.get_weights()])
 
 
 def _numpy_playable(model) -> bool:

@@ -7,7 +7,7 @@
         learn()                        ONE TensorFlow call: store the chunk, run the learning steps
         record()                       metrics row, diagnostics, progress bar, observers
         evaluate()        (when due)   collect the last round's verdict (solve rule, rules.py),
-                                       start a greedy round on a snapshot (second thread)
+                                       start a greedy round on a snapshot (worker process)
         checkpoint()      (when due)   TF variables + Progress, CSVs flushed
       wrap_up()                        final checkpoint, confirmation, models, figure, summary
 
@@ -516,7 +516,7 @@ class Trainer:
             "total_wall_s": end_wall, "clock_origin": self.clock_origin,
             "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
                     "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
-                    "playing evaluation rounds (on the second thread, overlapping learning); "
+                    "playing evaluation rounds (in the worker process, overlapping learning); "
                     "eval_wait = time the loop waited for a round; observers_end = closing "
                     "TensorBoard and collecting the final figure from its process (plot: the "
                     "figure drawn here instead); wall from the clock origin"})
