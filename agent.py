@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 from typing import Callable, NamedTuple
 
-from tf_import import import_tensorflow
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from collection import ChunkLayout  # noqa: E402
-from evaluation import LAYER_NORM_EPS  # noqa: E402
+from acting.collection import ChunkLayout  # noqa: E402
+from acting.evaluation import LAYER_NORM_EPS  # noqa: E402
 from failure_replay import FailureReservoir  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 

@@ -21,10 +21,10 @@ from typing import Any
 # environment step (the 4->64->64->2 forward on 1024 rows took 204 us with two, 110 with one).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
-from config import ConfigError, TrainConfig  # noqa: E402
-from errors import EXIT_SOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
-from run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
+from training.cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
+from common.config import ConfigError, TrainConfig  # noqa: E402
+from common.errors import EXIT_SOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
+from common.run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
 
 __all__ = ["main", "TrainingFault"]
 
@@ -62,7 +62,7 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
     """--evaluate: play a saved model greedily on standard CartPole-v1 and print its returns."""
     import numpy as np
 
-    import evaluation
+    from acting import evaluation
     if not 1 <= episodes <= 100_000:
         raise ConfigError(f"--episodes must be in [1, 100000], got {episodes}")
     act, model_path = evaluation.load_saved_policy(path)
@@ -73,8 +73,8 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
           f"min {s['min']:.0f}, max {s['max']:.0f}, {s['at_500']}/{s['episodes']} at 500 "
           f"(std {float(np.std(res.returns)):.1f})")
     if graphics:
-        from trainer import check_video_format
-        from video import record_demo
+        from training.trainer import check_video_format
+        from outputs.video import record_demo
         check_video_format(video_format)
         try:
             info = record_demo(act, model_path.parent / "cartpole_demo", seed=seed, fmt=video_format)
@@ -85,7 +85,7 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
 
 
 def run_many_seeds(args: Any, argv: list[str]) -> int:
-    import multiseed
+    from experiments import multiseed
     if not args.log_dir:
         raise ConfigError("--seeds needs --log-dir")
     try:
@@ -105,8 +105,8 @@ def run_many_seeds(args: Any, argv: list[str]) -> int:
 def run_sweep(args: Any) -> int:
     if not args.log_dir:
         raise ConfigError("--sweep needs --log-dir")
-    import sweep
-    from sweep_spec import SweepError
+    from experiments import sweep
+    from experiments.sweep_spec import SweepError
     try:
         return sweep.run_sweep(args.sweep, args.log_dir, ray_address=args.ray_address,
                                quiet=args.quiet, storage=args.storage)
@@ -116,7 +116,7 @@ def run_sweep(args: Any) -> int:
 
 def train_with_profile(cfg: TrainConfig, resume: bool, t0: float) -> dict[str, Any]:
     """Train, under cProfile when `cfg.profile` (enabled by the trainer after its first call)."""
-    from trainer import train
+    from training.trainer import train
     if not cfg.profile:
         return train(cfg, resume=resume, t0=t0)
     import cProfile
@@ -134,7 +134,7 @@ def write_profile(profiler: Any, run_dir: Path) -> None:
     import marshal
     import pstats
 
-    from run_log import atomic_write_bytes, atomic_write_text
+    from common.run_log import atomic_write_bytes, atomic_write_text
     if not run_dir.is_dir():
         return
     profiler.create_stats()  # what dump_stats writes, but through our atomic writer

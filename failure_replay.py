@@ -17,7 +17,7 @@ continues it exactly.
 """
 from __future__ import annotations
 
-from tf_import import import_tensorflow
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from typing import Callable
 
-from tf_import import import_tensorflow
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

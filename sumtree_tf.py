@@ -59,7 +59,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from tf_import import import_tensorflow
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

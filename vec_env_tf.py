@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
-from tf_import import import_tensorflow
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -32,9 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import devices  # noqa: E402
-import multiseed  # noqa: E402
-from seed_dirs import seed_dir  # noqa: E402
+from training import devices  # noqa: E402
+from experiments import multiseed  # noqa: E402
+from experiments.seed_dirs import seed_dir  # noqa: E402
 
 FLOOR_PARTS = ("import", "setup", "first_call_trace_compile")
 #: (--device, --mixed-precision) per row; the GPU rows need a GPU.
@@ -43,7 +43,7 @@ SETTINGS = (("cpu", "off"), ("gpu", "off"), ("gpu", "on"))
 
 def tensorflow_view(memory_limit_mb: int | None) -> list[Any]:
     """Print what TensorFlow sees and the memory settings it accepted; return the GPUs."""
-    from tf_import import import_tensorflow
+    from common.tf_import import import_tensorflow
     tf = import_tensorflow()
     build = tf.sysconfig.get_build_info()
     cuda = (f"built with CUDA {build.get('cuda_version', '?')}, cuDNN {build.get('cudnn_version', '?')}"

@@ -33,12 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import multiseed  # noqa: E402
-import seeds_report  # noqa: E402
-import stats  # noqa: E402
-from seed_dirs import read_manifest, seed_dir  # noqa: E402
+from experiments import multiseed  # noqa: E402
+from experiments import seeds_report  # noqa: E402
+from experiments import stats  # noqa: E402
+from experiments.seed_dirs import read_manifest, seed_dir  # noqa: E402
 
-IMPORT_PROBE = ("import sys, time; sys.path.insert(0, {root!r}); from run_log import process_start_time; "
+IMPORT_PROBE = ("import sys, time; sys.path.insert(0, {root!r}); from common.run_log import process_start_time; "
                 "t0 = process_start_time(); import tensorflow; print(time.time() - t0)")
 
 FLOOR_PARTS = ("import", "setup", "first_call_trace_compile")

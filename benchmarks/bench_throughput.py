@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
-from config import TrainConfig  # noqa: E402
-from evaluation import NumpyQNetwork  # noqa: E402
+from acting.collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
+from common.config import TrainConfig  # noqa: E402
+from acting.evaluation import NumpyQNetwork  # noqa: E402
 from vec_env_tf import TFWrappedVecEnv  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--train-every", type=int, default=16)
     a = p.parse_args(argv)
-    from tf_import import import_tensorflow
+    from common.tf_import import import_tensorflow
     tf = import_tensorflow()
     import keras
     from agent import DoubleDQNAgent, make_store_and_learn

@@ -53,8 +53,8 @@ from typing import Any, Callable, Iterable, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
-import rules  # noqa: E402  (the solve rule, as the trainer applies it)
+from experiments import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
+from common import rules  # noqa: E402  (the solve rule, as the trainer applies it)
 
 CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
 PEERS = ("sb3_dqn", "sb3_ppo")
@@ -344,7 +344,7 @@ def peer_deps_missing() -> bool:
 # ------------------------------------------------------------------------------------------------
 def _seconds_since_start() -> Callable[[], float]:
     # The same clock as our trainer's (run_log.process_start_time), so both sides are timed alike.
-    from run_log import process_start_time
+    from common.run_log import process_start_time
     t0 = process_start_time()
     return lambda: time.time() - t0
 
@@ -398,7 +398,7 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
         raise SystemExit(2)
     sys.path.insert(0, str(ROOT))
     since_start = _seconds_since_start()  # anchored at process start, so the imports count
-    import evaluation
+    from acting import evaluation
     import_s = since_start()
 
     tracker = SolveTracker(solve_rounds)

@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from agent import DoubleDQNAgent, make_store_and_learn  # noqa: E402
-from collection import ChunkLayout as TransitionLayout  # noqa: E402
-from config import linear_schedule  # noqa: E402
-from evaluation import NumpyQNetwork  # noqa: E402
+from acting.collection import ChunkLayout as TransitionLayout  # noqa: E402
+from common.config import linear_schedule  # noqa: E402
+from acting.evaluation import NumpyQNetwork  # noqa: E402
 from rewards import get_reward_fn  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_linear_schedules():
 
 
 def test_learning_rate_schedule_decays_then_drops_when_solved():
-    from config import TrainConfig
+    from common.config import TrainConfig
     cfg = TrainConfig(lr=1e-2, lr_final=1e-3, lr_decay_steps=100, lr_solved=1e-4)
     assert cfg.learning_rate(0, solved=False) == pytest.approx(1e-2)
     assert cfg.learning_rate(50, solved=False) == pytest.approx(5.5e-3)

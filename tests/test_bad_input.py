@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from config import ConfigError, TrainConfig, flag_name, float_fields
+from common.config import ConfigError, TrainConfig, flag_name, float_fields
 from conftest import ROOT, run_cli
 
 
@@ -137,9 +137,9 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     import tensorflow as tf
 
     import rewards
-    import trainer
-    from checkpoints import latest_checkpoint, read_state
-    from errors import TrainingFault
+    from training import trainer
+    from training.checkpoints import latest_checkpoint, read_state
+    from common.errors import TrainingFault
 
     poison = tf.Variable(False)
     clean = rewards.get_reward_fn("shaped")
@@ -170,10 +170,10 @@ def test_disk_full_while_logging_stops_cleanly_and_keeps_checkpoint(tmp_path, mo
     line, naming the log dir; the last complete checkpoint still restores."""
     import errno
 
-    import run_log
-    import trainer
-    from checkpoints import latest_checkpoint, read_state
-    from errors import TrainingFault
+    from common import run_log
+    from training import trainer
+    from training.checkpoints import latest_checkpoint, read_state
+    from common.errors import TrainingFault
 
     real_write = run_log.atomic_write_bytes
     state = {"armed": False}
@@ -239,8 +239,8 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_bad_numbers_are_refused_before_tensorflow_is_imported():
     out = run_python(
-        "import sys, cartpole, trainer\n"
-        "from config import ConfigError, TrainConfig\n"
+        "import sys, cartpole\nfrom training import trainer\n"
+        "from common.config import ConfigError, TrainConfig\n"
         "try:\n    cartpole.main(['--gamma=nan'])\n"
         "except SystemExit as e:\n    print('cli', e.code, 'tensorflow' in sys.modules)\n"
         "try:\n    trainer.train(TrainConfig(lr=float('inf'), log_dir='unused'))\n"
@@ -278,7 +278,7 @@ def make_user_files(d):
                                     "checkpoints/checkpoint", "model/best.keras",
                                     "model/final.keras"])
 def test_new_run_into_a_used_dir_is_refused(tmp_path, marker):
-    from run_log import LogDirError, RunDir
+    from common.run_log import LogDirError, RunDir
     (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / marker).write_text("run")
     with pytest.raises(LogDirError) as info:
@@ -290,14 +290,14 @@ def test_new_run_into_a_used_dir_is_refused(tmp_path, marker):
 
 
 def test_new_run_into_a_dir_of_user_files_is_fine(tmp_path):
-    from run_log import RunDir
+    from common.run_log import RunDir
     user = make_user_files(tmp_path)
     RunDir.prepare(tmp_path, "new")
     assert all((tmp_path / n).read_text() == "mine" for n in user)
 
 
 def test_overwrite_removes_the_run_files_and_keeps_everything_else(tmp_path):
-    from run_log import RunDir
+    from common.run_log import RunDir
     run = make_run_files(tmp_path)
     user = make_user_files(tmp_path)
     RunDir.prepare(tmp_path, "overwrite")
@@ -310,7 +310,7 @@ def test_overwrite_removes_the_run_files_and_keeps_everything_else(tmp_path):
 
 @pytest.mark.parametrize("mode", ["new", "overwrite", "resume"])
 def test_leftover_temporaries_are_removed_in_every_mode(tmp_path, mode):
-    from run_log import RunDir, atomic_write_text
+    from common.run_log import RunDir, atomic_write_text
     if mode == "resume":
         atomic_write_text(tmp_path / "config.json", "{}")
     user = make_user_files(tmp_path)
@@ -325,7 +325,7 @@ def test_leftover_temporaries_are_removed_in_every_mode(tmp_path, mode):
 
 
 def test_resume_needs_a_run(tmp_path):
-    from run_log import LogDirError, RunDir
+    from common.run_log import LogDirError, RunDir
     with pytest.raises(LogDirError, match="no run to resume in"):
         RunDir.prepare(tmp_path, "resume")
     with pytest.raises(LogDirError, match="no run directory at"):
@@ -370,7 +370,7 @@ def _csv(path):
 
 # --- --resume keeps the run's settings -----------------------------------------------------------
 def resume_cfg(run_dir, *flags):
-    import cli
+    from training import cli
     args = cli.build_parser().parse_args(["--resume", str(run_dir), *flags])
     return cli.resume_config(str(run_dir), args)
 
@@ -447,7 +447,7 @@ def _damage_config(state: dict, damage: str) -> None:
                                     "lr_nan", "hidden_a_number", "batch_size_a_float",
                                     "gamma_out_of_range", "xla_cache_a_string"])
 def test_resume_state_with_a_bad_config(short_run, tmp_path, damage):
-    from errors import CheckpointError
+    from common.errors import CheckpointError
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)
     for path in (run_dir / "checkpoints").glob("state-*.json"):

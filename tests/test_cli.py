@@ -26,8 +26,8 @@ def test_every_help_text_is_printed_literally(monkeypatch):
     unescaped % would crash it or eat characters."""
     import dataclasses
 
-    import cli
-    from config import TrainConfig
+    from training import cli
+    from common.config import TrainConfig
     monkeypatch.setenv("COLUMNS", "100000")  # no wrapping, which may break at a hyphen
     text = cli.build_parser().format_help()
     for f in dataclasses.fields(TrainConfig):
@@ -73,17 +73,17 @@ def test_readme_shows_the_main_commands():
 def test_readme_command_parses_and_validates(args):
     """Each README command's flags exist and its values pass validation, in-process (no
     TensorFlow): a renamed flag or a tightened range breaks the README, and this test."""
-    import cli
+    from training import cli
     args_ns = cli.build_parser().parse_args(args)  # SystemExit(2) on an unknown flag
     cfg = cli.config_from_args(args_ns)
     assert cfg.log_dir
     if args_ns.seeds:
-        import multiseed
+        from experiments import multiseed
         assert multiseed.parse_seeds(args_ns.seeds)
         cli.passthrough_args(args)
     if args_ns.sweep:
         pytest.importorskip("yaml")
-        from sweep_spec import expand_trials, load_spec
+        from experiments.sweep_spec import expand_trials, load_spec
         assert expand_trials(load_spec(ROOT / args_ns.sweep))
 
 
@@ -114,7 +114,7 @@ def test_evaluate_a_saved_model(tiny_model, target):
 
 
 def test_cli_module_imports_no_tensorflow():
-    code = "import sys, cli, config; print('tensorflow' in sys.modules)"
+    code = "import sys; from training import cli; from common import config; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-import run_log
-import sweep
-import sweep_spec
-from config import TrainConfig
-from run_log import (BEST_MODEL, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV, MODEL_DIR,
+from common import run_log
+from experiments import sweep
+from experiments import sweep_spec
+from common.config import TrainConfig
+from common.run_log import (BEST_MODEL, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV, MODEL_DIR,
                      SUMMARY_JSON)
-from sweep_report import SWEEP_CSV, SWEEP_MD, TRIALS_DIR, TUNE_DIR
+from experiments.sweep_report import SWEEP_CSV, SWEEP_MD, TRIALS_DIR, TUNE_DIR
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or importlib.util.find_spec("yaml") is None,
@@ -47,7 +47,7 @@ WHERE_JSON = "where.json"
 def cluster_train(cfg: TrainConfig, on_eval: Any = None) -> dict[str, Any]:
     """The real trainer for REAL_LR; otherwise a stand-in writing the trainer's file names."""
     if math.isclose(cfg.lr, REAL_LR):
-        from trainer import train
+        from training.trainer import train
         summary = train(cfg, on_eval=on_eval)
         _record_where(cfg)
         return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 
 from conftest import run_cli
-from metrics import TIMING_COLUMNS
+from common.metrics import TIMING_COLUMNS
 
 SHORT = ["--max-env-steps", "12288", "--eval-every", "32", "--no-profile", "--quiet"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-import devices
-from config import ConfigError, TrainConfig
+from training import devices
+from common.config import ConfigError, TrainConfig
 from conftest import ROOT, run_cli
 
 
@@ -183,9 +183,9 @@ def test_no_gpu_means_no_configuration_calls() -> None:
 REAL_TF_CHECK = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import devices
-from config import TrainConfig
-from tf_import import import_tensorflow
+from training import devices
+from common.config import TrainConfig
+from common.tf_import import import_tensorflow
 tf = import_tensorflow()
 if tf.config.list_physical_devices("GPU"):
     print("HAS_GPU"); sys.exit(0)

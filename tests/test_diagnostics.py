@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diagnostics import DoomedStates, action_gap
-from evaluation import NumpyQNetwork
+from acting.diagnostics import DoomedStates, action_gap
+from acting.evaluation import NumpyQNetwork
 
 # 2 inputs -> 2 hidden (ReLU, identity on the positive quadrant) -> 2 Q-values:
 # Q(s) = [s0 + 2*s1, 3*s0] for s >= 0.

@@ -10,7 +10,7 @@ import json
 import os
 import queue
 
-import live_view
+from outputs import live_view
 
 
 def row(i: int) -> dict:
@@ -206,7 +206,7 @@ def test_off_screen_child_writes_the_final_png_the_trainer_would_write(tmp_path)
     # Without a window the child exists for one job: at the hand-over it renders the run's PNG
     # (on the second core, while the trainer wraps up). It must be the very figure the trainer
     # would have written from the same rows, JSON round trip included.
-    import plots
+    from outputs import plots
     png = tmp_path / "training_metrics.png"
     view = live_view.LiveView(png, interactive=False, backend="agg", live=False)
     assert view.active

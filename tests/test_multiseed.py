@@ -21,11 +21,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import metrics  # noqa: E402
-import run_log  # noqa: E402
-from multiseed import parse_seeds, run_seeds  # noqa: E402
-from seed_dirs import MANIFEST_JSON  # noqa: E402
-from seeds_report import write_report  # noqa: E402
+from common import metrics  # noqa: E402
+from common import run_log  # noqa: E402
+from experiments.multiseed import parse_seeds, run_seeds  # noqa: E402
+from experiments.seed_dirs import MANIFEST_JSON  # noqa: E402
+from experiments.seeds_report import write_report  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -406,7 +406,7 @@ def test_ctrl_c_stops_children_and_writes_partial_report(tmp_path: Path, fake_tr
         sys.path.insert(0, {str(ROOT)!r})
         # A shell may start us with SIGINT ignored; the test needs Python's normal Ctrl-C.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        import multiseed
+        from experiments import multiseed
         multiseed.GRACE_SIGINT_S = 5.0
         try:
             multiseed.run_seeds([0, 1, 2], {str(log)!r}, ["--sleep", "60"], workers=2,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agent import build_q_network
-from evaluation import NumpyQNetwork, _numpy_playable
+from acting.evaluation import NumpyQNetwork, _numpy_playable
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-import plots
+from outputs import plots
 
 
 def rows(n: int) -> tuple[list[dict], list[dict]]:
@@ -214,8 +214,8 @@ def test_missing_and_nan_values_are_left_out_point_by_point():
 
 def test_rows_read_back_from_csv_draw_the_same_data(tmp_path):
     # Re-plotting a finished run reads the CSVs, where every value is a string ("" if missing).
-    import metrics
-    import run_log
+    from common import metrics
+    from common import run_log
     m, e = rows(30)
     m[3]["loss"] = None
     (tmp_path / "m.csv").write_text(run_log.csv_text(metrics.METRICS_COLUMNS, m))
@@ -245,9 +245,9 @@ def test_plot_training_writes_the_figure_of_its_rows(tmp_path):
 def test_importing_plots_does_not_import_matplotlib():
     # plots is on the trainer's start-up path; matplotlib costs ~0.3 s to import.
     import subprocess
-    code = "import sys, plots; print('matplotlib' in sys.modules)"
+    code = "import sys; from outputs import plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=plots.__file__.rsplit("/", 1)[0])
+                         cwd=plots.__file__.rsplit("/", 2)[0])
     assert out.stdout.strip() == "False", out.stderr
 
 

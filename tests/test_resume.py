@@ -29,7 +29,7 @@ def test_kill_9_then_resume_finishes_and_keeps_history(tmp_path):
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
 
-    from checkpoints import latest_checkpoint, read_state
+    from training.checkpoints import latest_checkpoint, read_state
     state = read_state(latest_checkpoint(run_dir))["progress"]
     ckpt_steps = state["env_steps"]
     assert ckpt_steps >= 8192

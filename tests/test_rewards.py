@@ -194,7 +194,7 @@ def test_get_reward_fn_known_names():
 
 def test_every_registered_reward_is_accepted_by_the_config_and_nothing_else():
     # config.py validates --reward with its own list; the two must not drift apart.
-    from config import ConfigError, TrainConfig
+    from common.config import ConfigError, TrainConfig
     for name in rewards.REWARDS:
         assert TrainConfig(reward=name).validate().reward == name
     for name in ("Shaped", "sparse", ""):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-import rules
-from rules import SolveState, after_round, replay, stop_reason
+from common import rules
+from common.rules import SolveState, after_round, replay, stop_reason
 
 P, F = True, False
 

@@ -6,7 +6,7 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     import os
     import stat
 
-    import run_log
+    from common import run_log
     run_log.atomic_write_text(tmp_path / "x.txt", "hello")
     mask = os.umask(0)
     os.umask(mask)
@@ -16,7 +16,7 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
     import json
 
-    import run_log
+    from common import run_log
     target = tmp_path / "f.json"
     run_log.atomic_write_json(target, {"a": 1, "long": "x" * 200})
     run_log.atomic_write_json(target, {"a": float("nan"), "b": [1, 2]})
@@ -40,7 +40,7 @@ def test_process_start_time_lies_between_spawning_and_the_first_line():
 
     from conftest import ROOT
     tick = 1.0 / os.sysconf("SC_CLK_TCK")
-    code = ("import time; first_line = time.time(); import json, run_log; "
+    code = ("import time; first_line = time.time(); import json; from common import run_log; "
             "print(json.dumps([first_line, run_log.process_start_time()]))")
     before_spawn = time.time()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

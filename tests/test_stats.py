@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-import stats
+from experiments import stats
 
 RNG = np.random.default_rng(20240611)
 

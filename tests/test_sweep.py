@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-import rules
-import run_log
-import sweep
-import sweep_report
-import sweep_spec
-import sweep_storage
-from config import TrainConfig
+from common import rules
+from common import run_log
+from experiments import sweep
+from experiments import sweep_report
+from experiments import sweep_spec
+from experiments import sweep_storage
+from common.config import TrainConfig
 
 #: Spec files need PyYAML, which comes with requirements-sweep.txt (not the trainer's own).
 needs_yaml = pytest.mark.skipif(importlib.util.find_spec("yaml") is None,

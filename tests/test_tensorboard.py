@@ -16,8 +16,8 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import metadata as hp_metadata  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402
 
-import metrics  # noqa: E402
-import tb_log  # noqa: E402
+from common import metrics  # noqa: E402
+from outputs import tb_log  # noqa: E402
 
 CONFIG = {"log_dir": "/somewhere", "seed": 3, "hidden": [48, 48], "lr": 5e-3, "xla": "auto",
           "graphics": False, "lr_solved": None, "buffer_size": 65536, "quiet": True}
@@ -213,7 +213,7 @@ TINY = ("--seed", "0", "--num-envs", "16", "--hidden", "8", "--batch-size", "64"
 
 
 def csv_scalars(path: Path, tags: dict[str, str]) -> dict[str, list[tuple[int, float]]]:
-    import run_log
+    from common import run_log
     return expected(run_log.read_csv(path), tags)
 
 

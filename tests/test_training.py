@@ -57,7 +57,7 @@ def test_best_model_scores_500_in_plain_keras(solved_run):
                 ret += r * running
                 running &= ~(term | trunc)
             returns.extend(ret.tolist())
-        assert not any(m in sys.modules for m in ("agent", "cartpole", "evaluation")), "project imported"
+        assert not any(m in sys.modules for m in ("agent", "cartpole", "acting.evaluation")), "project imported"
         print(len(returns), min(returns), sum(returns) / len(returns))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -73,7 +73,7 @@ def test_log_dir_complete_and_well_formed(solved_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["seed"] == 0 and config["resolved"]["device"] in ("/CPU:0", "/GPU:0")
     assert set(config["versions"]) >= {"tensorflow", "gymnasium", "numpy", "keras", "python"}
-    from metrics import EVAL_COLUMNS, METRICS_COLUMNS
+    from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
     metrics = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert metrics and tuple(metrics[0].keys()) == METRICS_COLUMNS
     assert [int(r["env_steps"]) for r in metrics] == sorted(int(r["env_steps"]) for r in metrics)

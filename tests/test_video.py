@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from video import record_demo
+from outputs.video import record_demo
 
 
 def test_demo_gif_written_and_valid(tmp_path):
@@ -74,7 +74,7 @@ def balance(obs):
 ])
 def test_demo_path_takes_the_format_suffix(given, fmt, want):
     from pathlib import Path
-    from video import demo_path
+    from outputs.video import demo_path
     path, chosen = demo_path(given, fmt)
     assert path == Path(want) and chosen == want.rsplit(".", 1)[1]
 
@@ -87,7 +87,7 @@ def test_unknown_format_is_a_value_error(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["mp4", "webm"])
 def test_missing_imageio_ffmpeg_is_a_one_line_error(tmp_path, monkeypatch, fmt):
-    import video
+    from outputs import video
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
     with pytest.raises(video.VideoFormatError) as err:
         video.require_format(fmt)

@@ -27,8 +27,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from agent import DoubleDQNAgent, make_store_and_learn  # noqa: E402
-from collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
-from evaluation import NumpyQNetwork  # noqa: E402
+from acting.collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
+from acting.evaluation import NumpyQNetwork  # noqa: E402
 from rewards import shaped_reward  # noqa: E402
 from sumtree_tf import PrioritizedReplayBuffer  # noqa: E402
 from test_vec_env import (MAX_STEPS, RESET_BOUND, THETA_LIMIT, X_LIMIT,  # noqa: E402

@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from errors import CheckpointError
-from run_log import CHECKPOINT_DIR, atomic_write_json
-from tf_import import import_tensorflow
+from common.errors import CheckpointError
+from common.run_log import CHECKPOINT_DIR, atomic_write_json
+from common.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

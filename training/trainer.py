@@ -27,15 +27,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-import rules
-from config import TrainConfig, linear_schedule
-from eval_rounds import RoundRunner
-from errors import CheckpointError, TrainingFault
-from metrics import EVAL_COLUMNS, METRICS_COLUMNS
-from run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
+from common import rules
+from common.config import TrainConfig, linear_schedule
+from acting.eval_rounds import RoundRunner
+from common.errors import CheckpointError, TrainingFault
+from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
+from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
                      MODEL_DIR, SUMMARY_JSON, TIMINGS_JSON, RunDir)
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
 CONFIRM_ROUND = 10**6     # eval_seed index of the confirmation, far from any real round
 
@@ -143,11 +143,11 @@ class Trainer:
         self.timer.add("setup", time.time() - t)
 
     def _import_tensorflow(self) -> None:
-        from tf_import import enable_xla_cache, import_tensorflow
+        from common.tf_import import enable_xla_cache, import_tensorflow
         cfg = self.cfg
         self.xla_cache_dir = enable_xla_cache() if cfg.xla_cache and cfg.xla != "off" else None
         self.tf = import_tensorflow()
-        import devices
+        from training import devices
         # Before TensorFlow touches a device: memory growth (or a limit) on every GPU, the
         # device and the precision actually used (ConfigError for --device gpu without one).
         self.placement = devices.setup_device(self.tf, cfg)
@@ -156,10 +156,10 @@ class Trainer:
         """Seed everything, then the env, the replay buffer, the agent and the fused call."""
         import keras
 
-        import evaluation
+        from acting import evaluation
         from agent import DoubleDQNAgent, make_store_and_learn
-        from checkpoints import Checkpointer
-        from diagnostics import DoomedStates
+        from training.checkpoints import Checkpointer
+        from acting.diagnostics import DoomedStates
         from failure_replay import FailureReservoir
         from rewards import get_reward_fn
         from sumtree_tf import PrioritizedReplayBuffer
@@ -201,7 +201,7 @@ class Trainer:
         return prog
 
     def _prepare_loop(self) -> None:
-        from collection import ChunkLayout, EpsilonSchedule
+        from acting.collection import ChunkLayout, EpsilonSchedule
         cfg, tf = self.cfg, self.tf
         self.layout = ChunkLayout(self.env.observation_size)
         self.epsilon = EpsilonSchedule(cfg.eps_start, cfg.eps_final, cfg.eps_decay_steps)
@@ -276,7 +276,7 @@ class Trainer:
 
     def collect(self) -> float:
         """Fill the chunk with `train_every` vector steps; return the last epsilon."""
-        from collection import collect_chunk
+        from acting.collection import collect_chunk
         ts = time.perf_counter()
         prog, cfg = self.prog, self.cfg
         self.obs, eps, t_env = collect_chunk(self.env, self.qnet, self.act_rng, self.obs, self.chunk,
@@ -290,7 +290,7 @@ class Trainer:
 
     def learn(self) -> tuple[Any, int, float, float]:
         """The one TensorFlow call per chunk: store it, then run the learning steps."""
-        from tf_import import benign_native_stderr_hidden
+        from common.tf_import import benign_native_stderr_hidden
         ts = time.perf_counter()
         prog, cfg, tf = self.prog, self.cfg, self.tf
         n_learn = cfg.learn_steps_per_call if prog.env_steps >= cfg.learning_starts else 0
@@ -332,7 +332,7 @@ class Trainer:
 
     def record(self, stats: Any, n_learn: int, eps: float, lr: float, beta: float) -> None:
         """One metrics row (names from metrics.py), the progress bar and the observers."""
-        from diagnostics import action_gap
+        from acting.diagnostics import action_gap
         ts = time.perf_counter()
         prog = self.prog
         returns, lengths = self.env.pop_finished_episodes()
@@ -523,13 +523,13 @@ class Trainer:
 
     def _load_best(self):
         """The network that passed the solve rounds, as exported (what --evaluate plays)."""
-        import evaluation
+        from acting import evaluation
         net, _path = evaluation.load_saved_network(self.run_dir / MODEL_DIR / BEST_MODEL)
         return net
 
     def confirm(self, best_net: Any) -> dict[str, Any]:
         """`confirm_episodes` never-seen episodes with best.keras, reported, never judged."""
-        import evaluation
+        from acting import evaluation
         if not self.cfg.confirm_episodes:
             return {}
         ts = time.perf_counter()
@@ -543,14 +543,14 @@ class Trainer:
         return confirm
 
     def write_figure(self) -> None:
-        from plots import plot_training
+        from outputs.plots import plot_training
         ts = time.perf_counter()
         plot_training(self.prog.metrics_rows, self.prog.eval_rows, self.run_dir / FIGURE_PNG)
         self.timer.add("plot", time.perf_counter() - ts)
 
     def write_demo(self, best_net: Any) -> Path | None:
         """A greedy episode of best.keras (the model that solved), or of the final network."""
-        from video import record_demo
+        from outputs.video import record_demo
         ts = time.perf_counter()
         net = best_net if best_net is not None else self.qnet
         try:
@@ -564,7 +564,7 @@ class Trainer:
         return Path(info["path"])
 
     def summary(self, reason: str, end_wall: float, confirm: dict[str, Any]) -> dict[str, Any]:
-        from errors import EXIT_SOLVED, EXIT_UNSOLVED
+        from common.errors import EXIT_SOLVED, EXIT_UNSOLVED
         prog = self.prog
         return {
             "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
@@ -632,11 +632,11 @@ def demo_format(cfg: TrainConfig) -> dict[str, Any]:
 
 def check_video_format(fmt: str) -> None:
     """A missing encoder for --video-format is a usage error, found before training starts."""
-    from video import require_format
+    from outputs.video import require_format
     try:
         require_format(fmt)
     except ValueError as e:
-        from config import ConfigError
+        from common.config import ConfigError
         raise ConfigError(str(e)) from None
 
 
@@ -644,9 +644,9 @@ def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
                    prog: Progress) -> list:
     """TensorBoard, and the figure's own process: a live window with --graphics when there is
     a display, otherwise off-screen, only to render the final PNG off the critical path."""
-    from live_view import LiveView, interactive_session
-    from plots import display_available
-    from tb_log import TensorBoardObserver
+    from outputs.live_view import LiveView, interactive_session
+    from outputs.plots import display_available
+    from outputs.tb_log import TensorBoardObserver
     resumed = prog.resumed_from_env_steps is not None
     observers: list = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
     window = cfg.graphics and display_available()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from run_log import atomic_write_bytes
+from common.run_log import atomic_write_bytes
 
 if TYPE_CHECKING:
     from PIL import Image

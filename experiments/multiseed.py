@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import run_log
-from seed_dirs import CLEAN_EXITS, MANIFEST_JSON, OUTPUT_LOG, fresh_summary, load_json, seed_dir, tail
-from seeds_report import REPORT_JSON, REPORT_MD, write_report
-from stats import finite_or_none
+from common import run_log
+from experiments.seed_dirs import CLEAN_EXITS, MANIFEST_JSON, OUTPUT_LOG, fresh_summary, load_json, seed_dir, tail
+from experiments.seeds_report import REPORT_JSON, REPORT_MD, write_report
+from experiments.stats import finite_or_none
 
 MAX_SEEDS = 10_000
 MAX_SEED_VALUE = 2**31 - 1  # the trainer's own --seed limit
@@ -93,7 +93,7 @@ def parse_seeds(spec: str) -> list[int]:
 # Bookkeeping: the runner's record and what the user sees
 # --------------------------------------------------------------------------------------------
 def default_command() -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve().parent / "cartpole.py")]
+    return [sys.executable, str(Path(__file__).resolve().parent.parent / "cartpole.py")]
 
 
 @dataclass

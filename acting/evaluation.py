@@ -135,7 +135,7 @@ def load_saved_network(path: str | Path) -> tuple[NumpyQNetwork, Path]:
     Raises `ConfigError` with a one-line message for a missing, corrupt or wrongly shaped model,
     or one that is not a plain stack of Dense layers (`load_saved_policy` plays those too).
     """
-    from config import ConfigError
+    from common.config import ConfigError
     model, p = _load_keras_model(path)
     if not _numpy_playable(model):
         raise ConfigError(f"model {p} is not a stack of Dense (and LayerNormalization) layers")
@@ -184,8 +184,8 @@ def _numpy_playable(model) -> bool:
 
 def _load_keras_model(path: str | Path):
     """Find and load a model; Keras is imported here, so plain evaluation stays TF-free."""
-    from config import ConfigError
-    from run_log import BEST_MODEL, FINAL_MODEL, MODEL_DIR
+    from common.config import ConfigError
+    from common.run_log import BEST_MODEL, FINAL_MODEL, MODEL_DIR
 
     p = Path(path)
     if p.is_dir():
@@ -195,7 +195,7 @@ def _load_keras_model(path: str | Path):
         p = found[0]
     elif not p.is_file():
         raise ConfigError(f"no model file at {p}")
-    from tf_import import import_tensorflow
+    from common.tf_import import import_tensorflow
     import_tensorflow()
     import keras
     try:

@@ -41,7 +41,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from plots import display_available  # cheap: plots imports matplotlib only when drawing
+from common.launch import child_env
+from outputs.plots import display_available  # cheap: plots imports matplotlib only when drawing
 
 #: The child redraws at most this often (seconds), and only when new rows arrived.
 REFRESH_S = 1.0
@@ -101,7 +102,7 @@ class LiveView:
             self.stopped_because = "no display"
             return
         title = title or f"cartpole: {self.png_path.parent.name or self.png_path.name}"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--title", title,
+        cmd = [sys.executable, "-m", "outputs.live_view", "--child", "--title", title,
                "--refresh", str(REFRESH_S if live else math.inf)]
         if backend:
             cmd += ["--backend", backend]
@@ -116,7 +117,7 @@ class LiveView:
     def _start_child(self, cmd: list[str]) -> subprocess.Popen:
         # A fresh interpreter (not a fork of this one, which holds TensorFlow's threads) that
         # imports only matplotlib and plots.py; one BLAS thread, the trainer has the other core.
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        env = child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     # ------------------------------------------------------------------ Observer methods
@@ -326,7 +327,7 @@ def write_final_png(feed: Feed) -> bool:
     path = (feed.end or {}).get("png")
     if not path:
         return False
-    from plots import plot_training
+    from outputs.plots import plot_training
     try:
         plot_training(feed.metrics, feed.evals, path)
     except OSError:
@@ -347,7 +348,7 @@ class MatplotlibWindow:
         import matplotlib
         import matplotlib.pyplot as plt
 
-        from plots import DPI, FIGSIZE
+        from outputs.plots import DPI, FIGSIZE
         self._plt = plt
         for name in ([backend] if backend else _BACKENDS):
             try:
@@ -370,7 +371,7 @@ class MatplotlibWindow:
         self.can_hold = self.backend.lower() in {name.lower() for name in gui}
 
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
-        from plots import draw_training
+        from outputs.plots import draw_training
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             draw_training(self.fig, metrics_rows, eval_rows, title)

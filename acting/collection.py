@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from config import linear_schedule
+from common.config import linear_schedule
 
 if TYPE_CHECKING:  # the env wrapper imports TensorFlow; only its type is needed here
-    from evaluation import NumpyQNetwork
+    from acting.evaluation import NumpyQNetwork
     from vec_env_tf import TFWrappedVecEnv
 
 

@@ -18,9 +18,9 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
-import run_log
-import stats
-from seed_dirs import discover_seeds, read_eval, read_manifest, seed_dir, seed_record
+from common import run_log
+from experiments import stats
+from experiments.seed_dirs import discover_seeds, read_eval, read_manifest, seed_dir, seed_record
 
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
 STATUSES = ("solved", "unsolved", "crashed", "missing")

@@ -7,8 +7,8 @@ module that imports TensorFlow (e.g. `checkpoints`) is never needed just to catc
 """
 from __future__ import annotations
 
-from config import ConfigError
-from run_log import LogDirError
+from common.config import ConfigError
+from common.run_log import LogDirError
 
 
 #: Process exit codes: solved, a usage error or fault (one line on stderr), budget spent unsolved.

@@ -144,7 +144,11 @@ RUN_FILES = (CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON, METRICS_CSV, EVAL_CSV, FIG
 #: removed, and the directory only once empty, so a file a user put there survives.
 RUN_SUBDIRS = {CHECKPOINT_DIR: ("checkpoint", "ckpt-*", "state-*.json"),
                MODEL_DIR: (BEST_MODEL, FINAL_MODEL),
-               SCRIPTS_DIR: ("*.py", "*.sh", "requirements*.txt")}
+               SCRIPTS_DIR: ("**/*.py", "**/*.sh", "**/*.txt", "pyproject.toml", "**/.*.tmp")}
+#: What `copy_scripts` takes: these file names, in the project's top level, its packages (folders
+#: with an `__init__.py`) and SOURCE_FOLDERS, so a venv or a log dir inside the project is skipped.
+SOURCE_NAMES = ("*.py", "*.sh", "requirements*.txt", "pyproject.toml")
+SOURCE_FOLDERS = {"requirements": ("*.txt",), "tests": ("*.py",), "benchmarks": ("*.py", "*.sh", "*.txt")}
 #: Any one of these shows that a directory already holds a run.
 RUN_MARKERS = (CONFIG_JSON, SUMMARY_JSON, METRICS_CSV, EVAL_CSV, f"{CHECKPOINT_DIR}/checkpoint",
                f"{MODEL_DIR}/{BEST_MODEL}", f"{MODEL_DIR}/{FINAL_MODEL}")
@@ -160,6 +164,19 @@ def run_markers(path: str | os.PathLike) -> list[str]:
     return [m for m in RUN_MARKERS if (p / m).is_file()]
 
 
+def project_sources(root: Path) -> list[Path]:
+    """The project's source files under `root` (see SOURCE_NAMES), in a stable order."""
+    def visit(d: Path, names: Iterable[str]) -> list[Path]:
+        found = sorted(f for n in names for f in d.glob(n) if f.is_file())
+        for sub in sorted(x for x in d.iterdir() if x.is_dir() and not x.is_symlink()):
+            if (sub / "__init__.py").is_file():
+                found += visit(sub, SOURCE_NAMES)
+            elif d == root and sub.name in SOURCE_FOLDERS:
+                found += visit(sub, SOURCE_FOLDERS[sub.name])
+        return found
+    return visit(Path(root), SOURCE_NAMES)
+
+
 def _remove_run_files(p: Path) -> None:
     """Remove what a run wrote into `p` (see RUN_FILES, RUN_SUBDIRS), nothing else."""
     def unlink_files(d: Path, patterns: Iterable[str]) -> None:
@@ -173,13 +190,16 @@ def _remove_run_files(p: Path) -> None:
         d = p / sub
         if d.is_dir() and not d.is_symlink():
             unlink_files(d, (*patterns, *TEMP_GLOBS))
+            for sd in sorted((x for x in d.glob("**/") if x != d), reverse=True):  # deepest first
+                if not any(sd.iterdir()):
+                    sd.rmdir()
             if not any(d.iterdir()):
                 d.rmdir()
 
 
 def _remove_temporaries(p: Path) -> None:
     """Remove leftovers of writes that were interrupted (a crash between write and rename)."""
-    for d in (p, *(p / sub for sub in RUN_SUBDIRS)):
+    for d in (p, *(p / sub for sub in RUN_SUBDIRS), *(p / SCRIPTS_DIR).glob("**/")):
         for pattern in TEMP_GLOBS:
             for f in d.glob(pattern):
                 if f.is_file():
@@ -236,10 +256,10 @@ class RunDir:
         atomic_write_text(self.path / name, csv_text(columns, rows))
 
     def copy_scripts(self, source_dir: str | os.PathLike) -> None:
-        """Copy the project's .py and .sh files as run, for reproducing the run later."""
+        """Copy the project's source tree as run, subfolders kept, for reproducing the run later."""
         dest = self.path / SCRIPTS_DIR
         dest.mkdir(exist_ok=True)
         src = Path(source_dir)
-        for pattern in ("*.py", "*.sh", "requirements*.txt"):
-            for f in src.glob(pattern):
-                atomic_write_bytes(dest / f.name, f.read_bytes())
+        for f in project_sources(src):
+            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dest / f.relative_to(src), f.read_bytes())

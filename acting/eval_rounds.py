@@ -19,19 +19,18 @@ cannot be started (or `background=False`).
 """
 from __future__ import annotations
 
-import os
 import pickle
 import struct
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from evaluation import EvalResult, NumpyQNetwork, evaluate
+from acting.evaluation import EvalResult, NumpyQNetwork, evaluate
+from common.launch import child_env
 
 _HEADER = struct.Struct("<Q")
 
@@ -97,9 +96,9 @@ class RoundRunner:
     @staticmethod
     def _start_worker() -> subprocess.Popen | None:
         # A fresh interpreter, not a fork of this one (which may hold TensorFlow's threads).
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        env = child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         try:
-            return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"],
+            return subprocess.Popen([sys.executable, "-m", "acting.eval_rounds", "--worker"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         except OSError:
             return None  # rounds are then played in this process

@@ -61,13 +61,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from config import TrainConfig
-import rules
-import run_log
-import sweep_storage
-from sweep_report import (SWEEP_CSV, SWEEP_MD, SWEEP_PNG, TRIALS_DIR, TUNE_DIR, fmt_metric,
+from common.config import TrainConfig
+from common import rules
+from common import run_log
+from experiments import sweep_storage
+from experiments.sweep_report import (SWEEP_CSV, SWEEP_MD, SWEEP_PNG, TRIALS_DIR, TUNE_DIR, fmt_metric,
                           fmt_num, result_row, summarize_configs, write_csv, write_reports)
-from sweep_spec import SweepError, Trial, config_from_overrides, display_value, expand_trials, load_spec
+from experiments.sweep_spec import SweepError, Trial, config_from_overrides, display_value, expand_trials, load_spec
 
 __all__ = ["SweepError", "TrialHome", "run_sweep", "run_trial"]
 
@@ -161,7 +161,7 @@ def after_eval_round(state: rules.SolveState, row: dict[str, Any], solve_rounds:
 
 
 def _default_train_fn() -> TrainFn:
-    from trainer import train  # here, not at module level: only trial processes need TensorFlow
+    from training.trainer import train  # here, not at module level: only trial processes need TensorFlow
     return train
 
 
@@ -250,7 +250,7 @@ def _worker_pythonpath(train_fn: TrainFn | None) -> str:
     the directory of an injected train_fn's module (Ray pickles module-level functions by name).
     Ray adds only the driver's script directory and working directory on its own, which misses
     both under pytest or when started from elsewhere."""
-    paths = [str(Path(__file__).resolve().parent)]
+    paths = [str(Path(__file__).resolve().parent.parent)]
     module = sys.modules.get(getattr(train_fn, "__module__", "") or "")
     module_file = getattr(module, "__file__", None)
     if module_file:

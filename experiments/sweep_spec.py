@@ -16,7 +16,7 @@ Design
   innermost dimension and a random draw is shared by its seeds, which is what makes
   per-configuration statistics over seeds meaningful.
 
-Spec (YAML; see examples/sweep_small.yaml and examples/sweep_grid16.yaml)
+Spec (YAML; see experiments/examples/sweep_small.yaml and experiments/examples/sweep_grid16.yaml)
 -------------------------------------------------------------------------
     name: grid16                      # optional, shown in reports
     search_space:                     # TrainConfig field -> value or distribution
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from config import ConfigError, TrainConfig, parse_hidden
+from common.config import ConfigError, TrainConfig, parse_hidden
 
 YAML_MISSING = ("PyYAML is not installed: pip install -r requirements-sweep.txt "
                 "(or ./run_cartpole_training.sh --sweep ... after that)")

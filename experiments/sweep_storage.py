@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-import run_log
-from sweep_spec import SweepError
+from common import run_log
+from experiments.sweep_spec import SweepError
 
 
 class StorageError(SweepError):

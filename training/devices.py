@@ -27,7 +27,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from config import ConfigError
+from common.config import ConfigError
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 PRECISION_CHOICES = ("auto", "on", "off")

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from config import ConfigError, TrainConfig, flag_name, parse_hidden
+from common.config import ConfigError, TrainConfig, flag_name, parse_hidden
 
-from errors import EXIT_USAGE  # noqa: E402
+from common.errors import EXIT_USAGE  # noqa: E402
 
 #: Settings `--resume` lets a command line change: the budgets, and output that does not touch
 #: what is learned. Everything else is the run's own and must match it.
@@ -176,8 +176,8 @@ def resume_config(run_dir: str, args: argparse.Namespace) -> TrainConfig:
     training flag given explicitly must equal the run's value, or this is a one-line
     `ConfigError` naming it, since silently ignoring it would train something else than asked.
     """
-    from checkpoints import latest_checkpoint, read_state
-    from errors import CheckpointError
+    from training.checkpoints import latest_checkpoint, read_state
+    from common.errors import CheckpointError
     latest = latest_checkpoint(run_dir)  # CheckpointError if there is none
     try:
         stored = read_state(latest)["config"]

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-import metrics
+from common import metrics
 
 #: CSV column -> tag, for metrics.csv rows and eval.csv rows.
 TRAIN_TAGS = metrics.tags(metrics.TRAIN_METRICS)
@@ -224,7 +224,7 @@ class TensorBoardObserver:
         """Create the event file on first use, with the hparams of a run seen for the first time."""
         if self._writer is not None:
             return self._tf
-        from tf_import import import_tensorflow
+        from common.tf_import import import_tensorflow
         tf = self._tf = import_tensorflow()
         # A resumed run keeps the hparams its first session wrote (TensorBoard would otherwise
         # list the run twice); only if no event file exists yet are they written now.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from run_log import atomic_write_bytes
+from common.run_log import atomic_write_bytes
 
 if TYPE_CHECKING:  # only for annotations; never imported at run time here
     from matplotlib.axes import Axes

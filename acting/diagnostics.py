@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation import NumpyQNetwork
+from acting.evaluation import NumpyQNetwork
 
 
 def action_gap(qnet: NumpyQNetwork, obs: np.ndarray) -> float:

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import run_log
-from stats import finite_or_none
+from common import run_log
+from experiments.stats import finite_or_none
 
 MANIFEST_JSON = "multiseed.json"
 OUTPUT_LOG = "output.log"

@@ -24,10 +24,10 @@ import random
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import run_log
-import stats
-from stats import finite_or_none
-from sweep_spec import METRICS, SweepSpec, Trial, display_value
+from common import run_log
+from experiments import stats
+from experiments.stats import finite_or_none
+from experiments.sweep_spec import METRICS, SweepSpec, Trial, display_value
 
 SWEEP_CSV, SWEEP_MD, SWEEP_PNG = "sweep.csv", "sweep.md", "sweep.png"
 #: Where run_sweep puts per-trial logs and Tune's own files; sweep.md points readers there.
