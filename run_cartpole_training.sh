@@ -3,13 +3,13 @@
 # cartpole.py with every argument passed through.
 #   ./run_cartpole_training.sh --log-dir runs/exp1 --graphics
 # Optional dependencies are installed only when asked for:
-#   --sweep SPEC.yaml                 Ray Tune and PyYAML (requirements-sweep.txt)
-#   --video-format mp4|webm           imageio-ffmpeg (requirements-video.txt)
+#   --sweep SPEC.yaml                 Ray Tune and PyYAML (requirements/sweep.txt)
+#   --video-format mp4|webm           imageio-ffmpeg (requirements/video.txt)
 #   CARTPOLE_GPU=1 (environment)      TensorFlow's CUDA libraries for an NVIDIA GPU
-#                                     (requirements-gpu.txt; docs/gpu.md)
+#                                     (requirements/gpu.txt; docs/gpu.md)
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ "${CARTPOLE_GPU:-0}" = "1" ]; then reqs=(requirements-gpu.txt); else reqs=(requirements.txt); fi
+if [ "${CARTPOLE_GPU:-0}" = "1" ]; then reqs=(requirements/gpu.txt); else reqs=(requirements.txt); fi
 want_sweep=0 want_video=0 prev=""
 for arg in "$@"; do
   case "$arg" in
@@ -21,8 +21,8 @@ for arg in "$@"; do
   fi
   prev="$arg"
 done
-if [ "$want_sweep" = 1 ]; then reqs+=(requirements-sweep.txt); fi
-if [ "$want_video" = 1 ]; then reqs+=(requirements-video.txt); fi
+if [ "$want_sweep" = 1 ]; then reqs+=(requirements/sweep.txt); fi
+if [ "$want_video" = 1 ]; then reqs+=(requirements/video.txt); fi
 source ./setup_env.sh "${reqs[@]}"
 # `exec` keeps this shell's process, and with it the kernel's start time of the process: that is
 # when the shell started, before any set-up above. The trainer's clock must start here instead,

@@ -3,5 +3,5 @@
 # Extra arguments go to pytest, e.g. ./run_tests.sh -k sumtree
 set -euo pipefail
 cd "$(dirname "$0")"
-source ./setup_env.sh requirements-dev.txt
+source ./setup_env.sh requirements/dev.txt
 exec "$CARTPOLE_PY" -m pytest -q "$@"

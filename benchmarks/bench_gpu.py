@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from training import devices  # noqa: E402
 from experiments import multiseed  # noqa: E402
@@ -53,7 +52,7 @@ def tensorflow_view(memory_limit_mb: int | None) -> list[Any]:
     if not gpus:
         print("GPUs: none found. TensorFlow sees no GPU here, so only the CPU row runs. On an "
               "NVIDIA machine: CARTPOLE_GPU=1 benchmarks/run.sh bench_gpu (installs "
-              "requirements-gpu.txt), and check `nvidia-smi`.")
+              "requirements/gpu.txt), and check `nvidia-smi`.")
         return []
     for i, gpu in enumerate(gpus):
         placement = devices.Placement(f"/GPU:{i}", "gpu", len(gpus))

@@ -31,14 +31,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from experiments import multiseed  # noqa: E402
 from experiments import seeds_report  # noqa: E402
 from experiments import stats  # noqa: E402
 from experiments.seed_dirs import read_manifest, seed_dir  # noqa: E402
 
-IMPORT_PROBE = ("import sys, time; sys.path.insert(0, {root!r}); from common.run_log import process_start_time; "
+IMPORT_PROBE = ("import sys, time; from common.run_log import process_start_time; "
                 "t0 = process_start_time(); import tensorflow; print(time.time() - t0)")
 
 FLOOR_PARTS = ("import", "setup", "first_call_trace_compile")
@@ -76,7 +75,7 @@ def _print_seeds(out: Path, seeds: list[int]) -> tuple[list[dict], list[float]]:
         floor = sum(tm.get(k, 0.0) for k in FLOOR_PARTS)
         floors.append(floor)
         rows.append(s)
-        fmt = (lambda v, f: format(v, f) if v is not None else "-")
+        fmt = (lambda v, f: format(v, f) if v is not None else "-")  # noqa: E731
         print(f"{seed:>4} {'yes' if s['solved'] else 'NO':>6} {fmt(s['solve_wall_s'], '12.2f')} "
               f"{fmt(s['solve_env_steps'], '10,')} {fmt(s['solve_learn_steps'], '11,')} "
               f"{floor:8.2f} {tm.get('import', 0):6.2f} {tm.get('first_call_trace_compile', 0):7.2f} "

@@ -24,7 +24,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as cartpole.py does, befor
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from acting.collection import ChunkLayout, EpsilonSchedule, collect_chunk  # noqa: E402
 from common.config import TrainConfig  # noqa: E402

@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from experiments import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
 from common import rules  # noqa: E402  (the solve rule, as the trainer applies it)
@@ -396,8 +395,7 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
-    sys.path.insert(0, str(ROOT))
-    since_start = _seconds_since_start()  # anchored at process start, so the imports count
+        since_start = _seconds_since_start()  # anchored at process start, so the imports count
     from acting import evaluation
     import_s = since_start()
 

@@ -16,7 +16,7 @@ if [ ! -f "benchmarks/$name.py" ]; then
 fi
 # CARTPOLE_GPU=1 (as for run_cartpole_training.sh) measures with TensorFlow's CUDA libraries.
 base=requirements.txt
-if [ "${CARTPOLE_GPU:-0}" = "1" ]; then base=requirements-gpu.txt; fi
+if [ "${CARTPOLE_GPU:-0}" = "1" ]; then base=requirements/gpu.txt; fi
 if [ "$name" = "compare_peers" ]; then
   source ./setup_env.sh "$base" benchmarks/requirements.txt
 else

@@ -43,7 +43,7 @@ class TrainConfig:
         "Render a demo of a greedy episode (GIF) and refresh the metrics figure during training."))
     video_format: str = field(default="gif", metadata=_opt(
         "Format of the --graphics demo: gif (plays inline in READMEs), or mp4 / webm (every "
-        "frame, full size; need imageio-ffmpeg from requirements-video.txt).",
+        "frame, full size; need imageio-ffmpeg from requirements/video.txt).",
         choices=("gif", "mp4", "webm")))
     profile: bool = field(default=True, metadata=_opt(
         "cProfile the run from its first learning call on and write profile.prof / "

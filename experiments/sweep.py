@@ -73,7 +73,7 @@ __all__ = ["SweepError", "TrialHome", "run_sweep", "run_trial"]
 
 TrainFn = Callable[..., dict]
 
-RAY_MISSING = ("Ray is not installed: pip install -r requirements-sweep.txt "
+RAY_MISSING = ("Ray is not installed: pip install -r requirements/sweep.txt "
                "(or ./run_cartpole_training.sh --sweep ... after that)")
 SPEC_COPY, TRIALS_JSON = "sweep_spec.yaml", "sweep_trials.json"
 

@@ -54,7 +54,7 @@ from typing import Any, Iterable
 
 from common.config import ConfigError, TrainConfig, parse_hidden
 
-YAML_MISSING = ("PyYAML is not installed: pip install -r requirements-sweep.txt "
+YAML_MISSING = ("PyYAML is not installed: pip install -r requirements/sweep.txt "
                 "(or ./run_cartpole_training.sh --sweep ... after that)")
 
 SPEC_KEYS = ("name", "search_space", "seeds", "num_samples", "sample_seed", "metric",

@@ -5,7 +5,7 @@ needed). GIF is the default because browsers and Markdown viewers play it inline
 included; it is encoded with Pillow, which matplotlib already depends on, with frames thinned
 and downscaled so a full 500-step episode stays well under a megabyte. MP4 (H.264) and WebM
 (VP9) keep every frame at full size and real time; they are encoded by the ffmpeg binary that
-ships inside the `imageio-ffmpeg` wheel (requirements-video.txt), installed only when asked for,
+ships inside the `imageio-ffmpeg` wheel (requirements/video.txt), installed only when asked for,
 so nobody needs a system ffmpeg and a GIF-only user installs nothing extra.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ _ENCODING: dict[str, tuple[int, float, str | None, list[str]]] = {
     "webm": (1, 1.0, "libvpx-vp9", ["-crf", "34", "-b:v", "0", "-deadline", "good",
                                     "-cpu-used", "4", "-row-mt", "1"]),
 }
-_INSTALL_HINT = "pip install -r requirements-video.txt"
+_INSTALL_HINT = "pip install -r requirements/video.txt"
 
 
 class VideoFormatError(RuntimeError, ValueError):

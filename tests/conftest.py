@@ -1,4 +1,5 @@
-"""Shared test helpers: the project root on sys.path and a way to run the CLI."""
+"""Shared test helpers: the project root and a way to run the CLI (the set-up installs the
+project into .venv, so its packages import without any sys.path edit)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

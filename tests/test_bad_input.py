@@ -108,6 +108,7 @@ def short_run(tmp_path_factory):
 
 @pytest.mark.parametrize("damage", ["truncate_data", "garbage_index", "missing_state",
                                     "state_from_another_version"])
+@pytest.mark.slow
 def test_resume_corrupt_checkpoint(short_run, tmp_path, damage):
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)
@@ -131,6 +132,7 @@ def test_resume_corrupt_checkpoint(short_run, tmp_path, damage):
     assert_one_line_error(proc, "checkpoint")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     """A reward turns NaN mid-run (after a checkpoint exists): the NaN flows through the real
     graph into the loss; training must stop naming the step, leaving the checkpoint loadable."""
@@ -165,6 +167,7 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     assert 2048 <= state["progress"]["env_steps"] <= 4096 + 1024
 
 
+@pytest.mark.slow
 def test_disk_full_while_logging_stops_cleanly_and_keeps_checkpoint(tmp_path, monkeypatch):
     """A write error (here ENOSPC, injected after the first checkpoint) stops training with one
     line, naming the log dir; the last complete checkpoint still restores."""
@@ -335,6 +338,7 @@ def test_resume_needs_a_run(tmp_path):
         RunDir.prepare(tmp_path, "append")
 
 
+@pytest.mark.slow
 def test_training_into_a_used_log_dir_is_one_line_before_tensorflow(short_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)
@@ -347,6 +351,7 @@ def test_training_into_a_used_log_dir_is_one_line_before_tensorflow(short_run, t
     assert (run_dir / "config.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run(short_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)
@@ -385,12 +390,14 @@ def resume_cfg(run_dir, *flags):
     (["--overwrite"], "--overwrite would empty it"),
     (["--log-dir", "/tmp/elsewhere"], "--log-dir /tmp/elsewhere differs"),
 ])
+@pytest.mark.slow
 def test_resume_refuses_a_changed_training_flag(short_run, flags, fragment):
     with pytest.raises(ConfigError) as info:
         resume_cfg(short_run, *flags)
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_resume_takes_flags_equal_to_the_run(short_run):
     stored = TrainConfig.from_dict(json.loads((short_run / "config.json").read_text())["config"])
     cfg = resume_cfg(short_run, "--lr", "0.005", "--eval-every", "16", "--seed", "3",
@@ -398,6 +405,7 @@ def test_resume_takes_flags_equal_to_the_run(short_run):
     assert cfg == stored.replace(log_dir=str(short_run))
 
 
+@pytest.mark.slow
 def test_resume_applies_budgets_and_output_flags_given(short_run):
     cfg = resume_cfg(short_run)  # nothing given: the run's own values
     assert (cfg.max_env_steps, cfg.quiet, cfg.profile, cfg.graphics) == (4096, True, False, False)
@@ -408,6 +416,7 @@ def test_resume_applies_budgets_and_output_flags_given(short_run):
     assert (cfg.quiet, cfg.profile, cfg.graphics) == (False, True, True)
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_flag_is_one_line(short_run):
     proc = run_cli("--resume", str(short_run), "--gamma", "0.99")
     assert_one_line_error(proc, "--resume keeps the run's settings; --gamma 0.99 differs from the "
@@ -446,6 +455,7 @@ def _damage_config(state: dict, damage: str) -> None:
 @pytest.mark.parametrize("damage", ["config_missing", "config_not_an_object", "lr_a_string",
                                     "lr_nan", "hidden_a_number", "batch_size_a_float",
                                     "gamma_out_of_range", "xla_cache_a_string"])
+@pytest.mark.slow
 def test_resume_state_with_a_bad_config(short_run, tmp_path, damage):
     from common.errors import CheckpointError
     run_dir = tmp_path / "run"
@@ -459,6 +469,7 @@ def test_resume_state_with_a_bad_config(short_run, tmp_path, damage):
     assert "holds no usable config" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_resume_state_with_a_bad_config_is_one_line(short_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(short_run, run_dir)

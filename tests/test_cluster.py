@@ -35,7 +35,7 @@ from experiments.sweep_report import SWEEP_CSV, SWEEP_MD, TRIALS_DIR, TUNE_DIR
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or importlib.util.find_spec("yaml") is None,
-    reason="Ray Tune and PyYAML not installed (pip install -r requirements-sweep.txt)")
+    reason="Ray Tune and PyYAML not installed (pip install -r requirements/sweep.txt)")
 
 SOLVE_LR, FAIL_LR, REAL_LR = 0.001, 0.003, 0.004
 WHERE_JSON = "where.json"
@@ -109,6 +109,7 @@ def two_node_cluster():
         shutil.rmtree(worker_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_sweep_on_two_nodes_brings_every_trial_home(tmp_path: Path, two_node_cluster,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cluster, worker = two_node_cluster

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from conftest import run_cli
 from common.metrics import TIMING_COLUMNS
 
@@ -15,6 +17,7 @@ def learning_columns(path):
     return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_evals(tmp_path):
     runs = {}
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):

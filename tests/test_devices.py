@@ -182,7 +182,6 @@ def test_no_gpu_means_no_configuration_calls() -> None:
 # ------------------------------------------------------------------------------------------------
 REAL_TF_CHECK = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from training import devices
 from common.config import TrainConfig
 from common.tf_import import import_tensorflow

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from common import metrics  # noqa: E402
 from common import run_log  # noqa: E402
@@ -403,7 +402,6 @@ def test_ctrl_c_stops_children_and_writes_partial_report(tmp_path: Path, fake_tr
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(f'''
         import signal, sys
-        sys.path.insert(0, {str(ROOT)!r})
         # A shell may start us with SIGINT ignored; the test needs Python's normal Ctrl-C.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from experiments import multiseed

@@ -9,7 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # whole trainings, killed and resumed
 
 
 def test_kill_9_then_resume_finishes_and_keeps_history(tmp_path):

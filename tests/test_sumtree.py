@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,8 +19,6 @@ import tensorflow as tf
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sumtree_tf import PrioritizedReplayBuffer, ReplayBatch, SumTree  # noqa: E402
 

@@ -29,9 +29,9 @@ from experiments import sweep_spec
 from experiments import sweep_storage
 from common.config import TrainConfig
 
-#: Spec files need PyYAML, which comes with requirements-sweep.txt (not the trainer's own).
+#: Spec files need PyYAML, which comes with requirements/sweep.txt (not the trainer's own).
 needs_yaml = pytest.mark.skipif(importlib.util.find_spec("yaml") is None,
-                                reason="PyYAML not installed (pip install -r requirements-sweep.txt)")
+                                reason="PyYAML not installed (pip install -r requirements/sweep.txt)")
 
 # ------------------------------------------------------------------------------------------------
 # Stand-in trainer (runs inside Ray workers in the integration test)
@@ -212,13 +212,13 @@ def test_missing_ray_gives_install_hint(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(sweep.SweepError) as info:
         sweep.run_sweep(spec, str(tmp_path / "out"), train_fn=fake_train, quiet=True)
     assert str(info.value) == sweep.RAY_MISSING
-    assert "pip install -r requirements-sweep.txt" in str(info.value)
+    assert "pip install -r requirements/sweep.txt" in str(info.value)
 
 
 def test_missing_yaml_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)
     (tmp_path / "spec.yaml").write_text("search_space: {lr: 0.001}\n")
-    with pytest.raises(sweep.SweepError, match="PyYAML is not installed: pip install -r requirements-sweep.txt"):
+    with pytest.raises(sweep.SweepError, match="PyYAML is not installed: pip install -r requirements/sweep.txt"):
         sweep_spec.load_spec(tmp_path / "spec.yaml")
 
 
@@ -467,6 +467,7 @@ def test_reports_render_from_rows(tmp_path: Path) -> None:
 # A real Ray Tune sweep
 # ------------------------------------------------------------------------------------------------
 @needs_yaml
+@pytest.mark.slow
 def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("ray")
     pytest.importorskip("ray.tune")

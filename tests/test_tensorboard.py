@@ -217,6 +217,7 @@ def csv_scalars(path: Path, tags: dict[str, str]) -> dict[str, list[tuple[int, f
     return expected(run_log.read_csv(path), tags)
 
 
+@pytest.mark.slow
 def test_real_run_and_its_resume_match_the_csvs(tmp_path):
     from conftest import run_cli
     run = tmp_path / "run"

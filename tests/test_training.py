@@ -11,6 +11,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # one whole default training, shared by the tests here
+
 
 @pytest.fixture(scope="module")
 def solved_run(tmp_path_factory):

@@ -91,7 +91,7 @@ def test_missing_imageio_ffmpeg_is_a_one_line_error(tmp_path, monkeypatch, fmt):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
     with pytest.raises(video.VideoFormatError) as err:
         video.require_format(fmt)
-    assert "\n" not in str(err.value) and "requirements-video.txt" in str(err.value)
+    assert "\n" not in str(err.value) and "requirements/video.txt" in str(err.value)
     with pytest.raises(video.VideoFormatError):
         record_demo(balance, tmp_path / "demo", fmt=fmt)
     assert not list(tmp_path.iterdir())
@@ -103,7 +103,7 @@ def test_missing_imageio_ffmpeg_is_a_one_line_error(tmp_path, monkeypatch, fmt):
 @pytest.mark.parametrize("fmt, magic", [("mp4", b"ftyp"), ("webm", b"\x1a\x45\xdf\xa3")])
 def test_video_formats_decode_to_every_frame(tmp_path, monkeypatch, fmt, magic):
     ffmpeg = pytest.importorskip(
-        "imageio_ffmpeg", reason="mp4/webm need imageio-ffmpeg (pip install -r requirements-video.txt)")
+        "imageio_ffmpeg", reason="mp4/webm need imageio-ffmpeg (pip install -r requirements/video.txt)")
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -76,7 +76,7 @@ def build_parser(only_given: bool = False) -> argparse.ArgumentParser:
     modes.add_argument("--workers", type=int, default=default(None), help=_literal(
         "Seeds run at a time with --seeds (default: CPU cores)."))
     modes.add_argument("--sweep", metavar="SPEC_YAML", default=default(None), help=_literal(
-        "Hyperparameter/seed sweep on Ray Tune (needs requirements-sweep.txt)."))
+        "Hyperparameter/seed sweep on Ray Tune (needs requirements/sweep.txt)."))
     modes.add_argument("--ray-address", default=default(None), help=_literal(
         "Join this Ray cluster for --sweep instead of starting a local one."))
     modes.add_argument("--storage", metavar="PATH_OR_URI", default=default(None), help=_literal(

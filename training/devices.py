@@ -33,7 +33,7 @@ DEVICE_CHOICES = ("auto", "cpu", "gpu")
 PRECISION_CHOICES = ("auto", "on", "off")
 
 NO_GPU_HINT = ("install the CUDA build with CARTPOLE_GPU=1 ./run_cartpole_training.sh ... "
-               "(requirements-gpu.txt), check `nvidia-smi`, or use --device auto")
+               "(requirements/gpu.txt), check `nvidia-smi`, or use --device auto")
 
 
 class DeviceError(ConfigError):
