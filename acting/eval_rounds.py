@@ -5,7 +5,7 @@ the whole round. A full round is up to 500 vector steps of NumPy and gymnasium, 
 on a thread of the trainer's process it shared the GIL with the trainer's own Python (acting,
 packing, logging): measured over 20 seeds, acting and packing went from ~0.1 s to ~1 s a run and
 the learning calls slowed too, each thread waiting out the other's 5 ms switch interval. So a
-round is played by a separate, long-lived process (`python eval_rounds.py --worker`) that
+round is played by a separate, long-lived process (`python -m acting.eval_rounds --worker`) that
 imports only NumPy and gymnasium: the trainer sends it a snapshot of the weights (a few KB)
 and reads back the returns.
 

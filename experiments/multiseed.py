@@ -12,8 +12,8 @@ seeds have ended (or on Ctrl-C) `seeds_report.write_report` renders report.json 
 with the statistics from `stats.py`. This module only starts, watches and stops processes.
 
 Usage:
-    python multiseed.py --seeds 0-19 --log-dir runs/ms [--workers 2] [trainer flags...]
-    python multiseed.py --log-dir runs/ms --report-only
+    python -m experiments.multiseed --seeds 0-19 --log-dir runs/ms [--workers 2] [trainer flags...]
+    python -m experiments.multiseed --log-dir runs/ms --report-only
 Unrecognised flags (and everything after `--`) are passed to every `cartpole.py` child.
 """
 from __future__ import annotations

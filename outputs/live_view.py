@@ -2,7 +2,7 @@
 
 A render of the six-panel figure costs ~0.5 s of CPU. Drawn in the trainer's process that is
 0.5 s of training lost per refresh, so the old in-process window refreshed every 15 s and showed
-a 10-second run as a single point. Here a child process (`python live_view.py --child`, on the
+a 10-second run as a single point. Here a child process (`python -m outputs.live_view --child`, on the
 second core, which the single-threaded trainer leaves idle) owns the matplotlib window and redraws
 about once a second; the trainer only appends each new row to a byte buffer and hands it to a
 non-blocking pipe a few times a second.
