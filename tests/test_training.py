@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,12 +12,17 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+# Seed 0 by default. The tests assert what a solve promises on any trajectory (another CPU
+# follows another path for the same seed), so they must pass for every seed: check by hand with
+# CARTPOLE_TEST_SEED=N ./run_tests.sh tests/test_training.py
+SEED = int(os.environ.get("CARTPOLE_TEST_SEED", "0"))
+
 
 @pytest.fixture(scope="module")
 def solved_run(tmp_path_factory):
     """One run with the default configuration (seed fixed for a reproducible CI), graphics on."""
     run_dir = tmp_path_factory.mktemp("train") / "run"
-    proc = run_cli("--log-dir", str(run_dir), "--seed", "0", "--graphics", timeout=600)
+    proc = run_cli("--log-dir", str(run_dir), "--seed", str(SEED), "--graphics", timeout=600)
     return run_dir, proc
 
 
@@ -93,7 +99,7 @@ def test_log_dir_complete_and_well_formed(solved_run):
     run_dir, proc = solved_run
     assert proc.returncode == 0
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["config"]["seed"] == 0 and config["resolved"]["device"] in ("/CPU:0", "/GPU:0")
+    assert config["config"]["seed"] == SEED and config["resolved"]["device"] in ("/CPU:0", "/GPU:0")
     assert set(config["versions"]) >= {"tensorflow", "gymnasium", "numpy", "keras", "python"}
     from metrics import EVAL_COLUMNS, METRICS_COLUMNS
     metrics = list(csv.DictReader(open(run_dir / "metrics.csv")))
