@@ -33,6 +33,7 @@ from acting.evaluation import EvalResult, NumpyQNetwork, evaluate
 from common.launch import child_env
 
 _HEADER = struct.Struct("<Q")
+ROUND_ENVS = 64  # a round's episodes run this many at a time; their start states depend on it
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Round:
     result: EvalResult | None = None  # every episode's return, once all are played
     consecutive: int = 0            # the trainer's streak after this verdict
     verdict_wall_s: float = 0.0     # when the trainer learned the verdict
+    certificate: EvalResult | None = None  # the certificate this snapshot played, if any
+    certificate_seed: int | None = None     # its episode seeds start here
 
 
 def send(stream: BinaryIO, obj: Any) -> None:
@@ -71,7 +74,7 @@ def play(weights: list[np.ndarray], episodes: int, seed: int,
     """The round itself, wherever it runs: returns of every episode, and seconds spent."""
     t = time.perf_counter()
     res = evaluate(NumpyQNetwork(weights).greedy, episodes, seed=seed,
-                   num_envs=min(episodes, 64), on_first_failure=on_first_failure)
+                   num_envs=min(episodes, ROUND_ENVS), on_first_failure=on_first_failure)
     return res.returns, time.perf_counter() - t
 
 

@@ -52,7 +52,12 @@ EVAL_METRICS = (
     Metric("max", None, "highest return in the round"),
     Metric("at_500", "eval/episodes_at_500", "episodes of the round that scored 500"),
     Metric("passed", "eval/passed", "1 if every episode scored 500"),
-    Metric("consecutive", "eval/consecutive_passed", "passing rounds in a row, this one included"),
+    Metric("consecutive", "eval/consecutive_passed",
+           "passing rounds in a row after this round (0 when its certificate failed)"),
+    Metric("certificate_episodes", None,
+           "never-seen episodes this round's snapshot played as a certificate (empty: none)"),
+    Metric("certificate_at_500", "eval/certificate_at_500",
+           "of those, episodes at 500 (all of them: the certificate passed)"),
 )
 
 METRICS_COLUMNS = tuple(m.column for m in TRAIN_METRICS)

@@ -5,8 +5,13 @@ thing everywhere:
 
 * A round **passes** when every one of its `eval_episodes` greedy episodes scores 500.
 * `consecutive` counts passing rounds in a row; a failing round resets it to 0.
-* The run is **solved** at the first round where `consecutive` reaches `solve_rounds`. Later
-  rounds (with `--keep-training`) never un-solve it; they are counted as post-solve rounds.
+* The run is **solved** at the first round where `consecutive` reaches `solve_rounds`, and,
+  when a certificate is asked for (`--certify-episodes`, on by default), only if that round's
+  snapshot then plays every one of the certificate's never-seen episodes to 500
+  (`after_certificate`); a failed certificate resets the streak and training goes on. Later
+  rounds (with `--keep-training`) never un-solve the run; they are counted as post-solve rounds.
+* `failure_rate_bound` is what a passed certificate proves: the exact one-sided upper bound on
+  the per-episode failure rate (Clopper-Pearson with zero failures in n: 1 - (1 - c)^(1/n)).
 * The run **stops** when solved and `keep_training` env steps have passed since the solve, or
   when a budget (`max_env_steps`, `max_seconds`) is spent. When several hold at once the solve
   wins, so a run that solved on its last allowed step is reported as solved, not as out of budget.
@@ -47,6 +52,29 @@ def after_round(state: SolveState, passed: bool, solve_rounds: int) -> SolveStat
                           state.post_solve_rounds + 1, state.post_solve_passed + int(passed))
     solved_at = rounds if consecutive >= solve_rounds else None
     return SolveState(rounds, consecutive, solved_at)
+
+
+def after_certificate(state: SolveState, passed: bool) -> SolveState:
+    """The state after the certificate of the round that just completed the streak: kept as
+    solved if it passed; otherwise not solved and the streak starts again from zero."""
+    if passed:
+        return state
+    return SolveState(state.rounds, 0, None, state.post_solve_rounds, state.post_solve_passed)
+
+
+def challenger_due(state: SolveState, solve_rounds: int) -> bool:
+    """After the solve, a snapshot may challenge the certified model once per new streak: when
+    the learner, having failed a round since the solve, again passes `solve_rounds` in a row."""
+    return (state.solved and state.consecutive == solve_rounds
+            and state.rounds - state.solved_at_round >= solve_rounds)
+
+
+def failure_rate_bound(episodes: int, confidence: float = 0.95) -> float:
+    """Upper `confidence` bound on the per-episode failure rate after `episodes` episodes
+    without a failure (exact one-sided Clopper-Pearson; 1000 episodes give about 0.3%)."""
+    if episodes <= 0:
+        raise ValueError(f"episodes must be positive, got {episodes}")
+    return 1.0 - (1.0 - confidence) ** (1.0 / episodes)
 
 
 def replay(verdicts: Iterable[bool], solve_rounds: int, state: SolveState = SolveState()) -> SolveState:

@@ -152,12 +152,21 @@ class TrialHome:
 
 
 def after_eval_round(state: rules.SolveState, row: dict[str, Any], solve_rounds: int) -> rules.SolveState:
-    """rules.after_round for one evaluation row of the trainer. The row's `consecutive` is the
-    trainer's own streak, which survives a resume while this trial's history does not; the
-    state is set to the streak before this round, then the rule decides."""
+    """rules.after_round (and rules.after_certificate) for one evaluation row of the trainer.
+    The row's `consecutive` is the trainer's own streak, which survives a resume while this
+    trial's history does not; the state is set to the streak before this round, then the rule
+    decides. A row whose certificate failed completed a streak and then lost it."""
     passed = bool(row.get("passed"))
-    before = max(0, int(row.get("consecutive") or 0) - int(passed))
-    return rules.after_round(dataclasses.replace(state, consecutive=before), passed, solve_rounds)
+    cert = row.get("certificate_episodes")
+    cert_failed = cert not in (None, "") and int(row.get("certificate_at_500") or 0) < int(cert)
+    if cert_failed and not state.solved:
+        before = solve_rounds - 1
+    else:
+        before = max(0, int(row.get("consecutive") or 0) - int(passed))
+    state = rules.after_round(dataclasses.replace(state, consecutive=before), passed, solve_rounds)
+    if cert_failed and state.solved_at_round == state.rounds:
+        state = rules.after_certificate(state, False)
+    return state
 
 
 def _default_train_fn() -> TrainFn:

@@ -94,3 +94,36 @@ def test_solve_wins_when_budgets_hit_on_the_same_step():
 def test_keep_training_cut_short_by_a_budget_is_that_budget():
     kw = {**BUDGET, "keep_training": 200_000}
     assert stop_reason(100_000, 1.0, 60_000, **kw) == rules.STOP_MAX_ENV_STEPS
+
+
+def test_a_failed_certificate_resets_the_streak_and_unsolves():
+    s = replay([P, P, P], 3)
+    assert s.solved
+    s = rules.after_certificate(s, False)
+    assert (s.solved, s.consecutive, s.rounds) == (False, 0, 3)
+    # Training goes on: the next three passing rounds complete a new streak.
+    assert replay([P, P], 3, state=s).solved is False
+    assert replay([P, P, P], 3, state=s).solved_at_round == 6
+    assert rules.after_certificate(replay([P, P, P], 3), True) == replay([P, P, P], 3)
+
+
+@pytest.mark.parametrize("verdicts, due", [
+    ([P, P, P], False),                  # the solving round itself is certified, not challenged
+    ([P, P, P, P, P, P], False),         # the streak at the solve goes on: nothing new to offer
+    ([P, P, P, F, P, P], False),
+    ([P, P, P, F, P, P, P], True),       # a new streak after a failure: one challenge
+    ([P, P, P, F, P, P, P, P], False),   # ... and not again on every round of it
+    ([P, P, F, P, P], False),            # not solved: the certificate, not a challenge
+])
+def test_challenger_due_once_per_new_streak_after_the_solve(verdicts, due):
+    assert rules.challenger_due(replay(verdicts, 3), 3) is due
+
+
+def test_failure_rate_bound_is_the_exact_zero_failure_clopper_pearson_bound():
+    from scipy import stats as st
+    for n in (1, 64, 1000, 3000):
+        # The upper end of the exact two-sided 90% interval is the one-sided 95% bound.
+        assert rules.failure_rate_bound(n) == pytest.approx(st.beta.ppf(0.95, 1, n), rel=1e-9)
+    assert rules.failure_rate_bound(1000) == pytest.approx(0.002991, abs=1e-6)
+    with pytest.raises(ValueError):
+        rules.failure_rate_bound(0)

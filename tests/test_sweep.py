@@ -301,6 +301,19 @@ def test_solve_rule_is_the_trainers_streak_through_rules() -> None:
     assert state.solved and state.solved_at_round == 3 and state.post_solve_rounds == 1
 
 
+def test_a_failed_certificate_in_a_row_unsolves_the_sweeps_view_too() -> None:
+    def cert(row: dict[str, Any], at_500: int) -> dict[str, Any]:
+        return {**row, "certificate_episodes": 1000, "certificate_at_500": at_500}
+    rows = [_row_of(1, True, 1), _row_of(2, True, 2), cert(_row_of(3, True, 0), 997),
+            _row_of(4, True, 1), _row_of(5, True, 2), cert(_row_of(6, True, 3), 1000)]
+    state, solved_at = rules.SolveState(), []
+    for row in rows:
+        state = sweep.after_eval_round(state, row, 3)
+        solved_at.append(state.solved_at_round)
+    assert solved_at == [None, None, None, None, None, 6]
+    assert state.consecutive == 3
+
+
 # ------------------------------------------------------------------------------------------------
 # Storage: where the trials' files end up
 # ------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 
 from common import rules
 from common.config import TrainConfig, linear_schedule
-from acting.eval_rounds import RoundRunner
+from acting.eval_rounds import ROUND_ENVS, RoundRunner
 from common.errors import CheckpointError, TrainingFault
 from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
 from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
@@ -38,6 +38,8 @@ from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
 CONFIRM_ROUND = 10**6     # eval_seed index of the confirmation, far from any real round
+CERTIFICATE_ROUND = 2 * 10**6  # eval_seed index of the first certificate (one index each)
+CERTIFY_ENVS = 1000       # a certificate's episodes run this many at a time (one per env)
 
 
 @dataclass
@@ -56,6 +58,14 @@ class Progress:
     solve_wall_s: float | None = None
     solve_env_steps: int | None = None
     solve_learn_steps: int | None = None
+    # The certificates (rules.after_certificate) and the delivered model, best.keras.
+    certificates: int = 0             # played so far (each on its own never-seen episodes)
+    certificates_failed: int = 0      # before the solve: each reset the streak
+    certificate_episodes: int | None = None  # the solve's certificate
+    certificate_at_500: int | None = None
+    certificate_seed: int | None = None      # its episodes: seeds from here, CERTIFY_ENVS wide
+    best_model_env_steps: int | None = None  # the snapshot in best.keras (the champion)
+    promotions: int = 0               # later snapshots that replaced it (--keep-training)
     best_eval_mean: float = 0.0
     wall_before: float = 0.0          # seconds spent in earlier sessions of a resumed run
     resumed_from_env_steps: int | None = None
@@ -388,6 +398,8 @@ class Trainer:
         self.apply_verdict()
         self.record_rounds()
         prog, cfg = self.prog, self.cfg
+        if self.stop_reason() == rules.STOP_SOLVED:
+            return  # solved and nothing more asked: no round is started that nobody needs
         self.rounds.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds), prog.rounds,
                           prog.env_steps, prog.learn_steps)
 
@@ -405,16 +417,74 @@ class Trainer:
             return
         prog, cfg = self.prog, self.cfg
         was_solved = prog.solved
-        prog.set_solve_state(rules.after_round(prog.solve_state, snap.passed, cfg.solve_rounds))
+        state = rules.after_round(prog.solve_state, snap.passed, cfg.solve_rounds)
+        if state.solved and not was_solved and cfg.certify_episodes:
+            passed = self.certify(snap).passed
+            prog.certificates_failed += int(not passed)
+            state = rules.after_certificate(state, passed)
+        elif cfg.certify_episodes and rules.challenger_due(state, cfg.solve_rounds):
+            self.challenge(snap)
+        prog.set_solve_state(state)
         snap.consecutive, snap.verdict_wall_s = prog.consecutive, self.wall()
-        if prog.consecutive >= cfg.solve_rounds:
-            ts = time.perf_counter()
-            # best.keras is the latest snapshot that passed the solve rounds; it is on disk
-            # before the "solved" line is printed, so a run killed after that line keeps it.
-            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
-            self.timer.add("export", time.perf_counter() - ts)
         if prog.solved and not was_solved:
+            # best.keras is the snapshot whose round completed the streak (and passed its
+            # certificate); it is on disk before the "solved" line is printed, so a run killed
+            # after that line keeps it. Only a won challenge (`challenge`) replaces it.
+            self.export_best(snap)
             self._on_solved(snap)
+
+    def certify(self, snap: Any) -> Any:
+        """`certify_episodes` never-seen episodes with the snapshot, one per env, all played."""
+        from acting import evaluation
+        ts = time.perf_counter()
+        prog, n = self.prog, self.cfg.certify_episodes
+        seed = eval_seed(self.cfg.seed, CERTIFICATE_ROUND + prog.certificates)
+        prog.certificates += 1
+        res = evaluation.evaluate(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed=seed,
+                                  num_envs=min(n, CERTIFY_ENVS))
+        snap.certificate, snap.certificate_seed = res, seed
+        self.timer.add("certificate", time.perf_counter() - ts)
+        if not res.passed:
+            self.say(f"certificate failed: {res.perfect}/{n} never-seen episodes at 500 with the "
+                     f"snapshot of {snap.env_steps:,} env steps; the streak starts again")
+        return res
+
+    def challenge(self, snap: Any) -> None:
+        """Champion/challenger after the solve: a snapshot that completes a new streak replaces
+        best.keras only if it passes a certificate AND the certified model fails at least one of
+        the same episodes. A tie keeps the model already delivered."""
+        from acting import evaluation
+        res = self.certify(snap)
+        if not res.passed:
+            return
+        ts = time.perf_counter()
+        champion = evaluation.evaluate(self.champion().greedy, res.requested, seed=snap.certificate_seed,
+                                       num_envs=min(res.requested, CERTIFY_ENVS))
+        self.timer.add("certificate", time.perf_counter() - ts)
+        if champion.passed:
+            return
+        self.export_best(snap)
+        self.prog.promotions += 1
+        self.say(f"best.keras replaced by the snapshot of {snap.env_steps:,} env steps: "
+                 f"{res.perfect}/{res.requested} at 500 where the previous one had {champion.perfect}")
+
+    def export_best(self, snap: Any) -> None:
+        from acting import evaluation
+        ts = time.perf_counter()
+        self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
+        self._champion = evaluation.NumpyQNetwork(snap.weights)
+        self.prog.best_model_env_steps = snap.env_steps
+        if snap.certificate is not None and self.prog.certificate_episodes is None:
+            self.prog.certificate_episodes = snap.certificate.requested
+            self.prog.certificate_at_500 = snap.certificate.perfect
+            self.prog.certificate_seed = snap.certificate_seed
+        self.timer.add("export", time.perf_counter() - ts)
+
+    def champion(self) -> Any:
+        """The network in best.keras (read back from the file after a resume)."""
+        if getattr(self, "_champion", None) is None:
+            self._champion = self._load_best()
+        return self._champion
 
     def record_rounds(self, wait: bool = False) -> None:
         """An eval.csv row for each round whose every episode has been played (all, with wait)."""
@@ -424,9 +494,12 @@ class Trainer:
         for snap, res in done:
             s = res.stats()
             self.prog.best_eval_mean = max(self.prog.best_eval_mean, s["mean"])
+            cert = snap.certificate
             row = {"round": snap.index + 1, "wall_s": snap.verdict_wall_s,
                    "env_steps": snap.env_steps, "learn_steps": snap.learn_steps, **s,
-                   "passed": int(snap.passed), "consecutive": snap.consecutive}
+                   "passed": int(snap.passed), "consecutive": snap.consecutive,
+                   "certificate_episodes": cert.requested if cert is not None else None,
+                   "certificate_at_500": cert.perfect if cert is not None else None}
             self.prog.eval_rows.append(row)
             self.notify("on_eval", row)
             if self.on_eval is not None:
@@ -436,9 +509,14 @@ class Trainer:
         prog = self.prog
         prog.solve_wall_s, prog.solve_env_steps = self.wall(), snap.env_steps
         prog.solve_learn_steps = snap.learn_steps
+        cert = ""
+        if prog.certificate_episodes:
+            bound = rules.failure_rate_bound(prog.certificate_episodes)
+            cert = (f", then {prog.certificate_episodes:,} never-seen episodes all at 500 "
+                    f"(failure rate below {100 * bound:.2g}% per episode at 95% confidence)")
         self.say(f"solved at {prog.solve_wall_s:.1f} s from {self.clock_origin}, "
-                 f"{snap.env_steps:,} env steps: {prog.consecutive} rounds of "
-                 f"{self.cfg.eval_episodes} episodes all at 500")
+                 f"{snap.env_steps:,} env steps: {self.cfg.solve_rounds} rounds of "
+                 f"{self.cfg.eval_episodes} episodes all at 500{cert}")
         self.notify("on_solve", {"solve_wall_s": prog.solve_wall_s,
                                  "solve_env_steps": prog.solve_env_steps,
                                  "solve_learn_steps": prog.solve_learn_steps})
@@ -566,6 +644,7 @@ class Trainer:
     def summary(self, reason: str, end_wall: float, confirm: dict[str, Any]) -> dict[str, Any]:
         from common.errors import EXIT_SOLVED, EXIT_UNSOLVED
         prog = self.prog
+        champion_share = self.champion_post_solve_share()
         return {
             "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
             "solve_env_steps": prog.solve_env_steps, "solve_learn_steps": prog.solve_learn_steps,
@@ -579,11 +658,34 @@ class Trainer:
             "post_solve_passed": prog.post_solve_passed,
             "post_solve_pass_fraction": (prog.post_solve_passed / prog.post_solve_rounds
                                          if prog.post_solve_rounds else None),
+            "champion_post_solve_pass_fraction": champion_share,
+            "best_model_env_steps": prog.best_model_env_steps, "promotions": prog.promotions,
+            "certificate_episodes": prog.certificate_episodes,
+            "certificate_at_500": prog.certificate_at_500,
+            "certificate_seed": prog.certificate_seed,
+            "certificate_failure_bound": (rules.failure_rate_bound(prog.certificate_episodes)
+                                          if prog.certificate_episodes else None),
+            "certificates_failed": prog.certificates_failed,
             "stop_reason": reason, "exit_code": EXIT_SOLVED if prog.solved else EXIT_UNSOLVED,
             "seed": self.cfg.seed, "peak_rss_mb": self.peak_rss / 2**20,
             "resumed_from_env_steps": prog.resumed_from_env_steps,
             "store_and_learn_traces": self.store_and_learn.experimental_get_tracing_count(),
         }
+
+    def champion_post_solve_share(self) -> float | None:
+        """The delivered model (best.keras) replayed on every post-solve round's own episodes:
+        the share of those rounds it passes (post_solve_pass_fraction is the learner's)."""
+        from acting import evaluation
+        prog, cfg = self.prog, self.cfg
+        post = [r for r in prog.eval_rows if prog.solved and r["round"] > prog.solved_at_round]
+        if not post:
+            return None
+        ts = time.perf_counter()
+        act = self.champion().greedy
+        passed = sum(evaluation.evaluate(act, cfg.eval_episodes, seed=eval_seed(cfg.seed, r["round"] - 1),
+                                         num_envs=min(cfg.eval_episodes, ROUND_ENVS)).passed for r in post)
+        self.timer.add("champion_replay", time.perf_counter() - ts)
+        return passed / len(post)
 
     def _say_where_it_wrote(self, summary: dict[str, Any], demo: Path | None) -> None:
         d = self.run_dir.path
