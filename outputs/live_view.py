@@ -1,8 +1,8 @@
 """The live training window (`--graphics` with a display), drawn by a child process.
 
-A render of the six-panel figure costs ~0.5 s of CPU. Drawn in the trainer's process that is
-0.5 s of training lost per refresh, so the old in-process window refreshed every 15 s and showed
-a 10-second run as a single point. Here a child process (`python -m outputs.live_view --child`, on the
+A render of the six-panel figure costs far more CPU than a chunk of training, so a window drawn
+in the trainer's process would either stall training or refresh too rarely to show a run that
+solves in seconds. Here a child process (`python -m outputs.live_view --child`, on the
 second core, which the single-threaded trainer leaves idle) owns the matplotlib window and redraws
 about once a second; the trainer only appends each new row to a byte buffer and hands it to a
 non-blocking pipe a few times a second.
@@ -17,12 +17,12 @@ non-blocking pipe a few times a second.
   --quiet, no tty) it closes at once and never holds the run up.
 - No display (no DISPLAY/WAYLAND_DISPLAY on Linux): no window. The trainer still starts the
   child off-screen (`backend="agg"`, `live=False`: no redraws) for one job, the last one:
-- The final PNG. `finish()` (called when the loop stops) hands the child the last rows and the
+- The final PNG. `on_loop_end()` (called when the loop stops) hands the child the last rows and the
   PNG's path; the child renders the figure (plots.render_png, byte for byte what the trainer
   would write) on the second core while the trainer confirms, checkpoints and exports, and
   `on_end` waits for it. Its matplotlib import happened at start-up, on the core TensorFlow's
   import left idle. So the figure costs the time after the solve almost nothing. If the child
-  cannot deliver, `png_written` stays False and the trainer renders the PNG itself.
+  cannot deliver, `figure_written` stays False and the trainer renders the PNG itself.
 
 The child's loop (`run_child`) talks to its window through four methods (draw, pump, is_open,
 close), so tests drive it with a fake window and no display.
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from common.launch import child_env
+from common.observer import Observer
 from outputs.plots import display_available  # cheap: plots imports matplotlib only when drawing
 
 #: The child redraws at most this often (seconds), and only when new rows arrived.
@@ -54,7 +55,7 @@ MAX_BEHIND_BYTES = 8 << 20
 #: before stopping it (a run without a person at the terminal must never wait on a window).
 CLOSE_TIMEOUT_S = 2.0
 #: How long `on_end` waits for the child's final PNG before giving up (the trainer then renders
-#: it itself). A render costs ~0.6 s of CPU; this is for a heavily loaded machine.
+#: it itself). A render takes well under this; the margin is for a heavily loaded machine.
 PNG_TIMEOUT_S = 60.0
 #: GUI toolkits tried by the child, in order.
 _BACKENDS = ("tkagg", "qtagg", "gtk4agg", "gtk3agg", "macosx", "wxagg")
@@ -78,8 +79,9 @@ def _json_default(value: Any) -> Any:
 # ============================================================================================
 # Trainer side
 # ============================================================================================
-class LiveView:
-    """The trainer's handle on the live window (an Observer: on_metrics, on_eval, on_end).
+class LiveView(Observer):
+    """The trainer's handle on the live window (an Observer: on_metrics, on_eval, on_loop_end,
+    on_end, on_abort; `figure_written` once the child has written the PNG).
 
     `png_path` is the run's figure (written by the trainer); its directory names the window.
     `backend` forces a matplotlib backend in the child ("agg" draws without a window, for tests);
@@ -120,16 +122,19 @@ class LiveView:
         env = child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    # ------------------------------------------------------------------ Observer methods
+    # ------------------------------------------------------------------ Observer hooks
     def on_metrics(self, row: dict[str, Any]) -> None:
         self._queue({"m": row})
 
     def on_eval(self, row: dict[str, Any]) -> None:
         self._queue({"e": row})
 
-    def finish(self, status: str, png: bool = True) -> None:
-        """The run's loop is over: send the last rows, the status and (with `png`) the PNG's
-        path for the child to write; do not wait (see `on_end`)."""
+    def on_loop_end(self, status: str) -> None:
+        """The run's loop is over: send the last rows, the status and the PNG's path for the
+        child to write; do not wait (see `on_end`)."""
+        self._hand_over(status, png=True)
+
+    def _hand_over(self, status: str, png: bool) -> None:
         if not self.active or self.finished:
             return
         self.finished, self.png_requested = True, png
@@ -140,7 +145,7 @@ class LiveView:
         self._send(final=True)
 
     @property
-    def png_written(self) -> bool:
+    def figure_written(self) -> bool:
         return bool(self.report and self.report.get("png_written"))
 
     def on_end(self, summary: dict[str, Any]) -> None:
@@ -149,7 +154,7 @@ class LiveView:
             return
         solve = summary.get("solve_wall_s")
         solved = bool(summary.get("solved")) and solve is not None
-        self.finish(f"finished: solved at {solve:.1f} s" if solved else "finished", png=False)
+        self._hand_over(f"finished: solved at {solve:.1f} s" if solved else "finished", png=False)
         proc = self._proc
         try:
             if self.active and self.interactive:
@@ -167,7 +172,7 @@ class LiveView:
         self._read_report()
         self.active = False
 
-    def abort(self) -> None:
+    def on_abort(self) -> None:
         """Stop the child without a hand-over (the run failed); safe to call twice. Without it
         the child still closes its window once this process exits (its pipe reaches EOF)."""
         if self._proc is not None and self._proc.poll() is None:
@@ -218,7 +223,7 @@ class LiveView:
     def _stop(self, reason: str) -> None:
         self.stopped_because = reason
         self._out.clear()
-        self.abort()
+        self.on_abort()
         self._read_report()
 
     def _read_report(self) -> None:
@@ -406,7 +411,7 @@ def child_main(argv: list[str]) -> int:
     # Ctrl-C at the terminal reaches the whole process group: the trainer handles it (and
     # closes us); the window itself must not die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The trainer's evaluation thread also wants the second core. Lowest priority: whenever the
+    # The trainer's evaluation worker also wants the second core. Lowest priority: whenever the
     # CPUs are contended the window refreshes less often, and the trainer does not slow down.
     # Not for the off-screen figure (no live redraws): its one render is the final PNG, which
     # the end of the run waits for, and which must not starve behind other work.

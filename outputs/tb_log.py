@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from common import metrics
+from common.observer import Observer
 
 #: CSV column -> tag, for metrics.csv rows and eval.csv rows.
 TRAIN_TAGS = metrics.tags(metrics.TRAIN_METRICS)
@@ -102,7 +103,7 @@ def _write_error(e: Any) -> OSError:
     return OSError(f"TensorBoard event write failed: {lines[0][:160]}")
 
 
-class TensorBoardObserver:
+class TensorBoardObserver(Observer):
     """Writes the run's scalars and hparams into `log_dir` as TensorBoard event files.
 
     `config` is the run's settings (`TrainConfig.to_dict()`); `resumed` says this session
@@ -133,7 +134,7 @@ class TensorBoardObserver:
         else:
             threading.Thread(target=_preload, name="tensorboard-preload", daemon=True).start()
 
-    # ---------------------------------------------------------------- Observer interface
+    # ---------------------------------------------------------------- Observer hooks
     def on_metrics(self, row: dict[str, Any]) -> None:
         t = time.perf_counter()
         self._add_row(row, TRAIN_TAGS)

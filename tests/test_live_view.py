@@ -217,9 +217,9 @@ def test_off_screen_child_writes_the_final_png_the_trainer_would_write(tmp_path)
         view.on_metrics(m)
     for e in evals:
         view.on_eval(e)
-    view.finish("finished: solved at 4.2 s")
+    view.on_loop_end("finished: solved at 4.2 s")
     view.on_end({"solved": True, "solve_wall_s": 4.2})
-    assert view.png_written, (view.report, view.stopped_because)
+    assert view.figure_written, (view.report, view.stopped_because)
     assert view.report["renders"] == 0, "no live redraws off-screen"
     assert png.read_bytes() == plots.render_png(metrics, evals)
 

@@ -32,6 +32,7 @@ from common.config import TrainConfig, linear_schedule
 from acting.eval_rounds import ROUND_ENVS, RoundRunner
 from common.errors import CheckpointError, TrainingFault
 from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
+from common.observer import Observer, hook
 from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
                      MODEL_DIR, SUMMARY_JSON, TIMINGS_JSON, RunDir)
 
@@ -275,10 +276,8 @@ class Trainer:
         """The run failed: stop what has a process of its own (the figure's), write nothing
         more (TensorBoard keeps only what its last checkpoint covered, so a resume adds no
         step twice)."""
-        for observer in getattr(self, "observers", []):
-            abort = getattr(observer, "abort", None)
-            if abort is not None:
-                abort()
+        for observer in getattr(self, "observers", []):  # none yet if the set-up failed
+            observer.on_abort()
 
     def wall(self) -> float:
         """Seconds since the clock origin, across resumed sessions."""
@@ -383,10 +382,9 @@ class Trainer:
                                  refresh=False)
 
     def notify(self, event: str, *args: Any) -> None:
+        """Call hook `event` of every observer; a name not declared by `Observer` raises."""
         for observer in self.observers:
-            method = getattr(observer, event, None)
-            if method is not None:
-                method(*args)
+            hook(observer, event)(*args)
 
     def evaluation_due(self) -> bool:
         prog, cfg = self.prog, self.cfg
@@ -566,7 +564,7 @@ class Trainer:
         """
         end_wall = self.wall()
         solved = f"solved at {self.prog.solve_wall_s:.1f} s" if self.prog.solved else "not solved"
-        self.notify("finish", f"finished: {solved}")
+        self.notify("on_loop_end", f"finished: {solved}")
         self.checkpoint()
         ts = time.perf_counter()
         self.agent.export(str(self.run_dir / MODEL_DIR / FINAL_MODEL))
@@ -580,7 +578,7 @@ class Trainer:
         ts = time.perf_counter()
         self.notify("on_end", summary)
         self.timer.add("observers_end", time.perf_counter() - ts)
-        if not any(getattr(o, "png_written", False) for o in self.observers):
+        if not any(o.figure_written for o in self.observers):
             self.write_figure()  # no figure process, or it could not deliver
         self.write_timings(end_wall)
         self.env.close()
@@ -743,14 +741,14 @@ def check_video_format(fmt: str) -> None:
 
 
 def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
-                   prog: Progress) -> list:
+                   prog: Progress) -> list[Observer]:
     """TensorBoard, and the figure's own process: a live window with --graphics when there is
     a display, otherwise off-screen, only to render the final PNG off the critical path."""
     from outputs.live_view import LiveView, interactive_session
     from outputs.plots import display_available
     from outputs.tb_log import TensorBoardObserver
     resumed = prog.resumed_from_env_steps is not None
-    observers: list = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
+    observers: list[Observer] = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
     window = cfg.graphics and display_available()
     view = LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet),
                     backend=None if window else "agg", live=window)
