@@ -6,10 +6,9 @@ directory is `dataclasses.asdict` of it, and the sweep and multi-seed runners ov
 name. `validate()` turns impossible values into a one-line `ConfigError`, raised before
 TensorFlow is even imported, so bad input never surfaces as a traceback from deep inside it.
 
-Defaults are tuned for time-to-solve on a 2-core CPU (see README, "Performance"). The seed
-design's network (`--hidden 12,12`) is kept as a documented alternative: with the default
-learning rate it solved 20/20 seeds, nearly as fast; with the seed's lr 1e-3 it solved 0/10
-within 1M env steps here, so that learning rate is not the default.
+Defaults are tuned for time-to-solve on a 2-core CPU; how, and what the alternatives (the seed
+design's `--hidden 12,12` among them) measured, is in docs/performance.md, "Defaults, and how
+they were tuned".
 """
 from __future__ import annotations
 
@@ -234,15 +233,20 @@ class TrainConfig:
             raise ConfigError(f"--max-seconds must be positive, got {self.max_seconds}")
         if self.seed is not None and not 0 <= self.seed < 2**31:
             raise ConfigError(f"--seed must be in [0, 2^31), got {self.seed}")
-        if self.reward not in ("shaped", "standard"):
-            raise ConfigError(f"--reward must be 'shaped' or 'standard', got {self.reward!r}")
-        # Device settings (devices.py acts on them once TensorFlow is imported). Checked here too
-        # because sweeps and config.json build configs without argparse's `choices`.
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ConfigError(f"--device must be auto, cpu or gpu, got {self.device!r}")
+        self._check_choices()
         if self.gpu_memory_limit is not None and not 0 < self.gpu_memory_limit <= 1 << 20:
             raise ConfigError(f"--gpu-memory-limit must be in [1, {1 << 20}] MB, got {self.gpu_memory_limit}")
         return self
+
+    def _check_choices(self) -> None:
+        """Every field with `choices` in its metadata, in one place: argparse checks them on the
+        command line, but sweeps, config.json and a resume's checkpoint build configs without it
+        (a resumed `xla: "yes"` must not quietly mean on)."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{flag_name(f.name)} must be one of {', '.join(choices)}, "
+                                  f"got {getattr(self, f.name)!r}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -323,6 +327,3 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
         raise ConfigError(f"--hidden takes comma-separated integers like 64,64, got {value!r}") from None
     return widths
 
-
-#: The seed design, kept runnable and measured beside the tuned defaults in the README.
-SEED_DESIGN = {"hidden": (12, 12)}  # gamma .998, tau .06, alpha .7, batch 1024 are the defaults

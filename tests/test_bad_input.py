@@ -1,6 +1,7 @@
 """Bad input and faults: each gives one line on stderr, exit code 2, and no traceback."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -235,6 +236,22 @@ def test_non_finite_float_setting_refused_by_validate(name, text):
     assert "\n" not in str(info.value)
 
 
+def choice_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("choices")]
+
+
+@pytest.mark.parametrize("name", choice_fields())
+def test_a_value_outside_choices_is_refused_by_validate(name):
+    """Every field with choices, through the API sweeps and config.json use: `xla: "yes"` read
+    back from a resumed run must be refused, not taken as on."""
+    assert {"xla", "mixed_precision", "video_format", "reward", "device"} <= set(choice_fields())
+    TrainConfig().validate()  # every default is one of its choices
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{name: "yes"}).validate()
+    assert f"{flag_name(name)} must be one of" in str(info.value) and "'yes'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
@@ -450,11 +467,14 @@ def _damage_config(state: dict, damage: str) -> None:
         cfg["gamma"] = 1.5
     elif damage == "xla_cache_a_string":
         cfg["xla_cache"] = "no"  # truthy: read as is, it would turn the cache on
+    elif damage == "xla_not_a_choice":
+        cfg["xla"] = "yes"  # not auto/on/off: read as is, it would mean on
 
 
 @pytest.mark.parametrize("damage", ["config_missing", "config_not_an_object", "lr_a_string",
                                     "lr_nan", "hidden_a_number", "batch_size_a_float",
-                                    "gamma_out_of_range", "xla_cache_a_string"])
+                                    "gamma_out_of_range", "xla_cache_a_string",
+                                    "xla_not_a_choice"])
 @pytest.mark.slow
 def test_resume_state_with_a_bad_config(short_run, tmp_path, damage):
     from common.errors import CheckpointError
@@ -478,3 +498,4 @@ def test_resume_state_with_a_bad_config_is_one_line(short_run, tmp_path):
         _damage_config(state, "lr_a_string")
         path.write_text(json.dumps(state))
     assert_one_line_error(run_cli("--resume", str(run_dir)), "holds no usable config", "lr")
+
