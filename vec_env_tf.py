@@ -1,4 +1,4 @@
-"""A batched gymnasium environment with a NumPy hot path and a thin TensorFlow face.
+"""The batched gymnasium environment the TensorFlow trainer steps, stepped in NumPy.
 
 Design choices
 --------------
@@ -19,14 +19,15 @@ Design choices
 
 * ``obs`` vs ``next_obs``. With NEXT_STEP autoreset, the observation returned by a step
   is both the next state of that step's transition (when valid) and the state to act on
-  next, so the two fields hold the same array/tensor. Both names are kept so callers
+  next, so the two fields hold the same array. Both names are kept so callers
   state their intent, and so a same-step backend could be added without changing them.
 
-* Two levels. ``reset_numpy``/``step_numpy`` never touch TensorFlow: an eager TF op
-  costs tens of µs on this CPU, more than the environment step itself, so a trainer that
-  acts with a NumPy policy should stay at this level. ``reset``/``step`` return tensors
-  with exactly one NumPy->TF conversion per step: the fields are packed into one float32
-  array (layout below), converted once, and unpacked with four raw ops.
+* NumPy only. The trainer acts with a NumPy policy and packs each chunk itself
+  (``acting.collection``); the chunk crosses into TensorFlow once, in the fused learning call
+  (``agent.py``). An eager TensorFlow op per step would cost more than the environment step
+  itself, so this wrapper hands out NumPy arrays and imports no TensorFlow; its name is the
+  design card's (the env the TensorFlow trainer steps). The ``_numpy`` in
+  ``reset_numpy``/``step_numpy`` says what they return.
 
 * Episode statistics are kept per env in NumPy arrays and updated with array arithmetic;
   finished episodes are appended per step (one slice per step, not one per env).
@@ -34,34 +35,11 @@ Design choices
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from types import TracebackType
 from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
-from common.tf_import import import_tensorflow
-
-tf = import_tensorflow()
-
-# Column layout of the packed float32 array converted to TensorFlow once per step, for
-# an observation of size O:  [0, O) observation | O reward | O+1 terminated |
-# O+2 truncated | O+3 valid. The three flags sit together so one cast and one unstack
-# turn them into bool vectors.
-REWARD_OFFSET = 0  # relative to O
-TERMINATED_OFFSET = 1
-TRUNCATED_OFFSET = 2
-VALID_OFFSET = 3
-NUM_EXTRA_COLUMNS = 4  # reward + three flags
-NUM_FLAG_COLUMNS = 3
-
-
-def packed_width(observation_size: int) -> int:
-    """Number of columns of the packed per-step array for this observation size."""
-    return observation_size + NUM_EXTRA_COLUMNS
 
 
 class NumpyStep(NamedTuple):
@@ -77,17 +55,6 @@ class NumpyStep(NamedTuple):
     terminated: np.ndarray  # [N] bool
     truncated: np.ndarray  # [N] bool
     valid: np.ndarray  # [N] bool, False on the autoreset step after a done
-
-
-class StepResult(NamedTuple):
-    """One vector step as TensorFlow tensors; same fields and meaning as ``NumpyStep``."""
-
-    obs: tf.Tensor  # [N, O] float32
-    next_obs: tf.Tensor  # [N, O] float32
-    reward: tf.Tensor  # [N] float32
-    terminated: tf.Tensor  # [N] bool
-    truncated: tf.Tensor  # [N] bool
-    valid: tf.Tensor  # [N] bool
 
 
 def _make_backend(env_id: str, num_envs: int) -> tuple[gym.vector.VectorEnv, str]:
@@ -129,11 +96,6 @@ class TFWrappedVecEnv:
         self.num_actions: int = int(action_space.n)
         self.observation_size: int = int(np.prod(self._env.single_observation_space.shape))
 
-        # Constant operands of the per-step unpacking (see step()).
-        self._split_sizes = tf.constant([self.observation_size, 1, NUM_FLAG_COLUMNS], tf.int64)
-        self._split_axis = tf.constant(1, tf.int32)
-        self._flat_shape = tf.constant([-1], tf.int32)
-
         # None until the first reset, so stepping an un-reset env fails clearly.
         self._prev_done: np.ndarray | None = None
         self._ep_return = np.zeros(self.num_envs, dtype=np.float64)
@@ -161,7 +123,7 @@ class TFWrappedVecEnv:
         """Step every env with integer ``actions`` [N]; no TensorFlow involved."""
         prev_done = self._prev_done
         if prev_done is None:
-            raise RuntimeError("call reset_numpy() or reset() before stepping")
+            raise RuntimeError("call reset_numpy() before stepping")
         obs, reward, terminated, truncated, _ = self._env.step(np.asarray(actions))
         obs = self._as_obs(obs)
         # SyncVectorEnv returns float64 rewards; CartPoleVectorEnv already float32 (no copy).
@@ -196,41 +158,6 @@ class TFWrappedVecEnv:
         self._finished_returns.clear()
         self._finished_lengths.clear()
         return returns, lengths
-
-    # ------------------------------------------------------------------ TF level
-    def reset(self, seed: int | None = None) -> tf.Tensor:
-        """Like ``reset_numpy`` but returns a float32 tensor [N, O]."""
-        return tf.convert_to_tensor(self.reset_numpy(seed))
-
-    def step(self, actions: tf.Tensor | np.ndarray) -> StepResult:
-        """Like ``step_numpy`` but returns tensors, with one NumPy->TF conversion."""
-        if isinstance(actions, tf.Tensor):
-            actions = actions.numpy()
-        s = self.step_numpy(actions)
-        o = self.observation_size
-        # A fresh buffer each step: returned tensors must not see later writes.
-        packed = np.empty((self.num_envs, packed_width(o)), dtype=np.float32)
-        packed[:, :o] = s.obs
-        packed[:, o + REWARD_OFFSET] = s.reward
-        packed[:, o + TERMINATED_OFFSET] = s.terminated
-        packed[:, o + TRUNCATED_OFFSET] = s.truncated
-        packed[:, o + VALID_OFFSET] = s.valid
-        t = tf.convert_to_tensor(packed)
-        # Four eager ops turn the packed tensor into the six fields, the fewest that
-        # yield [N, O] float, [N] float and [N] bools. Each costs ~6-11 µs in isolation.
-        # raw_ops skip the Python wrappers of tf.split & co (measured ~15% faster here).
-        # The size/shape operands are tensors made once in __init__: passed as lists they
-        # would be converted on every call, which measured as much as the four ops
-        # together. Unpack yields the flags in column order (offsets 1, 2, 3).
-        # obs and next_obs share one tensor (module docstring).
-        obs, reward, flags = tf.raw_ops.SplitV(
-            value=t, size_splits=self._split_sizes, axis=self._split_axis, num_split=3
-        )
-        reward = tf.raw_ops.Reshape(tensor=reward, shape=self._flat_shape)
-        terminated, truncated, valid = tf.raw_ops.Unpack(
-            value=tf.raw_ops.Cast(x=flags, DstT=tf.bool), num=NUM_FLAG_COLUMNS, axis=1
-        )
-        return StepResult(obs, obs, reward, terminated, truncated, valid)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

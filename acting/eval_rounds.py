@@ -1,10 +1,9 @@
 """Evaluation rounds played in a worker process on the second core while learning goes on.
 
 Rounds are always played out in full (every episode), so the statistics in eval.csv describe
-the whole round. A full round is up to 500 vector steps of NumPy and gymnasium, ~50 ms. Played
-on a thread of the trainer's process it shared the GIL with the trainer's own Python (acting,
-packing, logging): measured over 20 seeds, acting and packing went from ~0.1 s to ~1 s a run and
-the learning calls slowed too, each thread waiting out the other's 5 ms switch interval. So a
+the whole round: up to 500 vector steps of NumPy and gymnasium. On a thread of the trainer's
+process a round would share the GIL with the trainer's own Python (acting, packing, logging), and
+each would wait out the other's switch interval (docs/performance.md, "Where the time goes"). So a
 round is played by a separate, long-lived process (`python -m acting.eval_rounds --worker`) that
 imports only NumPy and gymnasium: the trainer sends it a snapshot of the weights (a few KB)
 and reads back the returns.
@@ -201,5 +200,9 @@ def worker_main() -> int:
         send(stdout, ("done", returns, dt))
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--worker"]:  # the trainer's child, never a user's command
+        print("usage: python -m acting.eval_rounds --worker (started by the trainer, which "
+              "sends the rounds on stdin)", file=sys.stderr)
+        sys.exit(2)
     sys.exit(worker_main())

@@ -48,10 +48,6 @@ class NumpyQNetwork:
         """The flat Keras-ordered list (the arrays themselves, not copies)."""
         return [a for layer in self.layers for a in layer]
 
-    @property
-    def input_size(self) -> int:
-        return self.layers[0][0].shape[0]
-
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         h = obs
         for layer in self.layers[:-1]:

@@ -30,7 +30,6 @@ METRICS_CSV, EVAL_CSV, FIGURE_PNG = "metrics.csv", "eval.csv", "training_metrics
 PROFILE_PROF, PROFILE_TXT = "profile.prof", "profile.txt"
 CHECKPOINT_DIR, MODEL_DIR, SCRIPTS_DIR = "checkpoints", "model", "scripts"
 BEST_MODEL, FINAL_MODEL = "best.keras", "final.keras"
-DEMO_GIF = "cartpole_demo.gif"
 
 
 def process_start_time() -> float:
@@ -39,8 +38,7 @@ def process_start_time() -> float:
     Reported times run from here, so they include Python and TensorFlow start-up as a user at
     the terminal waits through them. Not psutil's create_time(): it adds the boot time from
     /proc/stat, which is whole seconds, so its result is early by the boot's fractional second
-    (0.415 s on the machine these figures were measured on) and every duration came out that
-    much too long. Here the process's start tick is compared with CLOCK_BOOTTIME directly.
+    (up to a second) and every duration would come out that much too long. Here the process's start tick is compared with CLOCK_BOOTTIME directly.
 
     Started through run_cartpole_training.sh, the process is the launcher shell itself (`exec`
     keeps its PID and its start tick), so the kernel's start time is when the shell started,

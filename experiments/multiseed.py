@@ -5,21 +5,18 @@ TensorFlow's global state, thread pools and memory cannot leak from one seed int
 crash takes down only its own seed. At most `workers` children run at a time; each writes into
 `<log_dir>/seed_<n>/` with its stdout and stderr captured to `output.log` there.
 
-The runner keeps its own record, `multiseed.json`, of what it started and how each process ended
+The runner keeps its own manifest, `multiseed.json`, of what it started and how each process ended
 (exit code, last lines of its log), because a child that is killed cannot report that about
-itself; `seed_dirs.py` describes the layout and how the two records are read together. When the
-seeds have ended (or on Ctrl-C) `seeds_report.write_report` renders report.json / .md / .png,
-with the statistics from `stats.py`. This module only starts, watches and stops processes.
+itself; `seed_dirs.py` describes the layout and how the manifest and the seed dirs are read
+together. When the seeds have ended (or on Ctrl-C) `seeds_report.write_report` renders
+report.json / .md / .png, with the statistics from `stats.py`. This module only starts, watches
+and stops processes.
 
-Usage:
-    python -m experiments.multiseed --seeds 0-19 --log-dir runs/ms [--workers 2] [trainer flags...]
-    python -m experiments.multiseed --log-dir runs/ms --report-only
-Unrecognised flags (and everything after `--`) are passed to every `cartpole.py` child.
+The command line is `cartpole.py --seeds 0-19 --log-dir DIR [--workers N] [trainer flags]`
+(`run_seeds` here); the report alone is rewritten with `seeds_report.write_report(log_dir)`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
 import subprocess
@@ -32,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 from common import run_log
 from experiments.seed_dirs import CLEAN_EXITS, MANIFEST_JSON, OUTPUT_LOG, fresh_summary, load_json, seed_dir, tail
-from experiments.seeds_report import REPORT_JSON, REPORT_MD, write_report
+from experiments.seeds_report import write_report
 from experiments.stats import finite_or_none
 
 MAX_SEEDS = 10_000
@@ -90,7 +87,7 @@ def parse_seeds(spec: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Bookkeeping: the runner's record and what the user sees
+# Bookkeeping: the runner's manifest and what the user sees
 # --------------------------------------------------------------------------------------------
 def default_command() -> list[str]:
     return [sys.executable, str(Path(__file__).resolve().parent.parent / "cartpole.py")]
@@ -107,7 +104,7 @@ class _Child:
 
 @dataclass
 class _Manifest:
-    """The runner's own record, rewritten atomically after every change of state."""
+    """The runner's own manifest, rewritten atomically after every change of state."""
 
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +113,7 @@ class _Manifest:
     def open(cls, log_dir: Path) -> "_Manifest":
         path = log_dir / MANIFEST_JSON
         data = load_json(path)
-        # Reruns into the same directory add to the record, so seeds 0-9 then 10-19 report as 20.
+        # Reruns into the same directory add to the manifest, so seeds 0-9 then 10-19 report as 20.
         if not isinstance(data, dict) or not isinstance(data.get("seeds"), dict):
             data = {"seeds": {}}
         return cls(path, data)
@@ -135,8 +132,9 @@ class _Manifest:
         run_log.atomic_write_json(self.path, self.data)
 
 
-class _Progress:
-    """What the user sees while seeds run: a tqdm bar on a terminal, else one line per seed."""
+class _SeedsConsole:
+    """What the user sees while seeds run (a tqdm bar on a terminal, else one line per seed),
+    and the tally of seeds done, solved and failed that it shows."""
 
     def __init__(self, total: int, quiet: bool) -> None:
         from tqdm import tqdm
@@ -214,9 +212,9 @@ class _SeedRunner:
     """Starts seeds, notices them end and records each outcome in the manifest."""
 
     def __init__(self, log_dir: Path, command: list[str], train_args: list[str],
-                 manifest: _Manifest, progress: _Progress) -> None:
+                 manifest: _Manifest, console: _SeedsConsole) -> None:
         self.log_dir, self.command, self.train_args = log_dir, command, train_args
-        self.manifest, self.progress = manifest, progress
+        self.manifest, self.console = manifest, console
         self.running: list[_Child] = []
         self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")  # live, readable logs
 
@@ -260,11 +258,11 @@ class _SeedRunner:
 
     def fail_to_start(self, seed: int, started: float, error: str) -> None:
         """Record a seed whose process never ran (no log dir, no executable); go on."""
-        self.progress.count(ok=False, solved=False)
+        self.console.count(ok=False, solved=False)
         self.manifest.set(seed, state="failed", exit_code=None, started=started, wall_s=0.0,
                           error=error, tail=[])
-        self.progress.say(f"seed {seed}: {error}")
-        self.progress.tick(postfix=False)
+        self.console.say(f"seed {seed}: {error}")
+        self.console.tick(postfix=False)
 
     def finish(self, child: _Child, code: int) -> None:
         child.log_file.close()
@@ -280,13 +278,13 @@ class _SeedRunner:
             entry["error"] = ("no summary.json written" if summary is None and code in CLEAN_EXITS
                               else f"exit code {code}")
         self.manifest.set(child.seed, **entry)
-        self.progress.count(ok, solved)
+        self.console.count(ok, solved)
         self._tell_end(child.seed, entry, summary if ok else None, solved)
-        self.progress.tick()
+        self.console.tick()
 
     def _tell_end(self, seed: int, entry: dict[str, Any], summary: dict[str, Any] | None,
                   solved: bool) -> None:
-        p = self.progress
+        p = self.console
         if summary is None:
             last = entry["tail"][-1] if entry["tail"] else "(no output)"
             p.say(f"seed {seed}: FAILED ({entry['error']}): {last}")
@@ -301,7 +299,7 @@ class _SeedRunner:
         for c in [c for c in self.running if c.proc.poll() is not None]:
             self.finish(c, c.proc.returncode)
             self.running.remove(c)
-        _stop_children(self.running, self.progress.say)
+        _stop_children(self.running, self.console.say)
         for c in self.running:
             c.log_file.close()
             self.manifest.set(c.seed, state="interrupted", exit_code=c.proc.poll(), started=c.started,
@@ -331,7 +329,7 @@ def _refuse_existing_runs(log_dir: Path, seeds: list[int], train_args: list[str]
 
     Each child would refuse such a directory itself (a trainer's log dir must be new unless
     --overwrite), but only after the runner had truncated that seed's output.log and replaced
-    its entry in the record, so the earlier run would then be reported as a crash. Checked here,
+    its entry in the manifest, so the earlier run would then be reported as a crash. Checked here,
     the earlier runs and their report stay as they were. With --overwrite the children replace them.
     """
     if "--overwrite" in train_args:
@@ -355,7 +353,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
 
     Raises ValueError (one line) before starting anything for bad arguments or for a seed whose
     directory already holds a run (unless --overwrite is among `train_args`). Seeds new to
-    `log_dir` are added to its record and report.
+    `log_dir` are added to its manifest and report.
 
     Returns 0 if every seed ran to a clean end (solved or not), 1 otherwise. On Ctrl-C the
     running children are stopped (SIGINT, then SIGTERM, then SIGKILL), the report is written
@@ -369,8 +367,8 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     log_dir.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest.open(log_dir)
     manifest.start(command, train_args, workers, seeds)
-    progress = _Progress(len(seeds), quiet)
-    runner = _SeedRunner(log_dir, command, train_args, manifest, progress)
+    console = _SeedsConsole(len(seeds), quiet)
+    runner = _SeedRunner(log_dir, command, train_args, manifest, console)
     pending = deque(seeds)
     interrupted = False
     try:
@@ -379,93 +377,10 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
         interrupted = True
         runner.stop(pending)
     finally:
-        progress.close()
+        console.close()
     manifest.data["interrupted"] = interrupted
     manifest.save()
     write_report(log_dir)
     if interrupted:
         raise KeyboardInterrupt
-    return 0 if progress.failed == 0 else 1
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _build_parser() -> argparse.ArgumentParser:
-    # No abbreviations: a trainer flag must never be taken as a prefix of one of ours.
-    parser = argparse.ArgumentParser(
-        description="Train cartpole.py over many seeds in parallel and write a statistical report. "
-                    "Unrecognised flags (and anything after --) are passed to every child.",
-        allow_abbrev=False)
-    parser.add_argument("--seeds", default="0-9", help="Seeds, e.g. 0-19, 3, 0,2,5 or 0-4,10-12 (default 0-9).")
-    parser.add_argument("--log-dir", default=None, help="Output directory (default runs/multiseed-<timestamp>).")
-    parser.add_argument("--workers", type=int, default=None, help="Seeds run at once (default: CPU count).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar or messages.")
-    parser.add_argument("--report-only", action="store_true",
-                        help="Only (re)write the report from an existing --log-dir.")
-    return parser
-
-
-def _writable_dir(log_dir: Path) -> str | None:
-    """None if `log_dir` can be created and written to, else why not."""
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        run_log.atomic_write_text(log_dir / ".write-test", "ok\n")
-        os.unlink(log_dir / ".write-test")
-    except OSError as e:
-        return f"log dir {log_dir} is not writable: {e.strerror or e}"
-    return None
-
-
-def _print_outcome(log_dir: Path) -> None:
-    rep = json.loads((log_dir / REPORT_JSON).read_text())
-    s, t = rep["success"], rep["solve_wall_s"]
-    med = t["median"]["value"]
-    print(f"solved {s['solved']}/{s['ran']}"
-          + (f", median time to solve {med:.1f} s" if med is not None else "")
-          + f"; report: {log_dir / REPORT_MD}")
-
-
-def _on_term(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # a polite `kill` of the runner stops the children, like Ctrl-C
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1:]
-    parser = _build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if args.report_only:
-        if not args.log_dir or not Path(args.log_dir).is_dir():
-            parser.error("--report-only needs an existing --log-dir")
-        write_report(args.log_dir)
-        print(Path(args.log_dir) / REPORT_MD)
-        return 0
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as e:
-        parser.error(str(e))
-    log_dir = Path(args.log_dir or Path("runs") / time.strftime("multiseed-%Y%m%d-%H%M%S"))
-    problem = _writable_dir(log_dir)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _on_term)
-    try:
-        code = run_seeds(seeds, log_dir, [*unknown, *passthrough], workers=args.workers, quiet=args.quiet)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; partial report in {log_dir / REPORT_MD}", file=sys.stderr)
-        return 130
-    if not args.quiet:
-        _print_outcome(log_dir)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 0 if console.failed == 0 else 1

@@ -1,11 +1,11 @@
 """The layout of a multi-seed log directory, and what one seed's directory says about its run.
 
-    <log_dir>/multiseed.json     the runner's record: what it started and how each process ended
+    <log_dir>/multiseed.json     the runner's manifest: what it started and how each process ended
     <log_dir>/seed_<n>/          one trainer run (`cartpole.py --log-dir seed_<n>`), plus
     <log_dir>/seed_<n>/output.log  that process's stdout and stderr
 
-Two records describe each seed. The child's `summary.json` says what the run learned; the
-runner's record says whether the process itself finished cleanly, which a child cannot report
+Two files describe each seed. The child's `summary.json` says what the run learned; the
+runner's manifest says whether the process itself finished cleanly, which a child cannot report
 about itself when it is killed. A seed counts as having run only if both agree: a summary
 written by this run and an exit code of 0 (solved) or 3 (budget used up unsolved).
 
@@ -48,7 +48,7 @@ def load_json(path: Path) -> Any:
 
 
 def read_manifest(log_dir: Path) -> tuple[dict[str, Any], bool]:
-    """The runner record's per-seed entries (keyed by seed as a string) and its interrupted flag."""
+    """The runner manifest's per-seed entries (keyed by seed as a string) and its interrupted flag."""
     manifest = load_json(log_dir / MANIFEST_JSON)
     if not isinstance(manifest, dict):
         return {}, False
@@ -108,7 +108,7 @@ def read_eval(sdir: Path) -> list[tuple[float, float]]:
 
 
 def discover_seeds(log_dir: Path) -> set[int]:
-    """Seeds that have a `seed_<n>` directory, whether or not the runner record lists them."""
+    """Seeds that have a `seed_<n>` directory, whether or not the runner's manifest lists them."""
     found = set()
     for p in log_dir.glob(f"{SEED_DIR_PREFIX}*"):
         rest = p.name[len(SEED_DIR_PREFIX):]
@@ -144,7 +144,7 @@ def _status(sdir: Path, entry: dict[str, Any], state: Any, summary: dict[str, An
     return "crashed", f"exit code {exit_code}"
 
 
-def seed_record(log_dir: Path, seed: int, entry: dict[str, Any] | None) -> dict[str, Any]:
+def seed_outcome(log_dir: Path, seed: int, entry: dict[str, Any] | None) -> dict[str, Any]:
     """Classify one seed as solved / unsolved / crashed / missing, with what is known about it."""
     sdir = seed_dir(log_dir, seed)
     entry = entry or {}
@@ -152,7 +152,7 @@ def seed_record(log_dir: Path, seed: int, entry: dict[str, Any] | None) -> dict[
     summary = fresh_summary(sdir, entry.get("started")) if sdir.is_dir() else None
     if state == "running" and summary is not None:
         # The runner itself died (e.g. kill -9) before seeing this child end; the child's own
-        # summary is then the best record there is.
+        # summary is then the best account there is.
         entry, state = {}, None
     exit_code = _exit_code(entry, state, summary)
     status, note = _status(sdir, entry, state, summary, exit_code)

@@ -1,8 +1,8 @@
 """The multi-seed report: `report.json`, `report.md` and `report.png` from a multi-seed log dir.
 
-`write_report(log_dir)` reads every `seed_*` directory (plus any seed the runner's record lists;
+`write_report(log_dir)` reads every `seed_*` directory (plus any seed the runner's manifest lists;
 see `seed_dirs.py`), aggregates them with `stats.py` and renders the three files, each written
-atomically. It starts no process and can be rerun at any time (`multiseed.py --report-only`).
+atomically. It starts no process and can be rerun at any time (`write_report(log_dir)`).
 
 Aggregates follow Agarwal et al. 2021: median and interquartile mean (IQM) of time and env steps
 to solve with 95% bootstrap confidence intervals over the solved seeds, how many unsolved seeds
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from common import run_log
 from experiments import stats
-from experiments.seed_dirs import discover_seeds, read_eval, read_manifest, seed_dir, seed_record
+from experiments.seed_dirs import discover_seeds, read_eval, read_manifest, seed_dir, seed_outcome
 
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
 STATUSES = ("solved", "unsolved", "crashed", "missing")
@@ -34,9 +34,9 @@ def build_report(log_dir: str | Path) -> dict[str, Any]:
     log_dir = Path(log_dir)
     entries, interrupted = read_manifest(log_dir)
     listed = {int(k) for k in entries if str(k).isdigit()}
-    records = [seed_record(log_dir, s, entries.get(str(s)))
+    outcomes = [seed_outcome(log_dir, s, entries.get(str(s)))
                for s in sorted(listed | discover_seeds(log_dir))]
-    ran = [r for r in records if r["status"] in ("solved", "unsolved")]
+    ran = [r for r in outcomes if r["status"] in ("solved", "unsolved")]
     solved = [r for r in ran if r["solved"]]
     n_ran, k = len(ran), len(solved)
 
@@ -45,22 +45,22 @@ def build_report(log_dir: str | Path) -> dict[str, Any]:
 
     return {
         "log_dir": str(log_dir),
-        "n_seeds": len(records),
-        "counts": {st: sum(r["status"] == st for r in records) for st in STATUSES},
+        "n_seeds": len(outcomes),
+        "counts": {st: sum(r["status"] == st for r in outcomes) for st in STATUSES},
         "success": {
             "solved": k, "ran": n_ran, "rate": k / n_ran if n_ran else None,
             # Conservative view: every seed that did not finish cleanly counts as a failure.
-            "rate_counting_failures": k / len(records) if records else None,
+            "rate_counting_failures": k / len(outcomes) if outcomes else None,
         },
         "solve_wall_s": stats.solve_stats(solved_values("solve_wall_s"), n_ran),
         "solve_env_steps": stats.solve_stats(solved_values("solve_env_steps"), n_ran),
         "bootstrap": dict(stats.BOOTSTRAP, min_n=stats.MIN_FOR_CI),
         "staying_solved": staying_solved(solved),
         "interrupted": interrupted,
-        "seeds": [{key: v for key, v in r.items() if key != "tail"} for r in records],
+        "seeds": [{key: v for key, v in r.items() if key != "tail"} for r in outcomes],
         "failures": [{"seed": r["seed"], "status": r["status"], "exit_code": r["exit_code"],
                       "note": r["note"], "tail": r["tail"]}
-                     for r in records if r["status"] in ("crashed", "missing")],
+                     for r in outcomes if r["status"] in ("crashed", "missing")],
     }
 
 

@@ -499,3 +499,10 @@ def test_resume_state_with_a_bad_config_is_one_line(short_run, tmp_path):
         path.write_text(json.dumps(state))
     assert_one_line_error(run_cli("--resume", str(run_dir)), "holds no usable config", "lr")
 
+
+def test_eval_worker_started_without_worker_flag_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "acting.eval_rounds"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith("usage: python -m acting.eval_rounds --worker"), proc.stderr
