@@ -127,10 +127,10 @@ def cpu_model() -> str:
 
 
 def setup_device(tf: Any, cfg: Any) -> dict[str, Any]:
-    """Apply cfg.device, cfg.gpu_memory_limit and cfg.mixed_precision; return the record.
+    """Apply cfg.device, cfg.gpu_memory_limit and cfg.mixed_precision; return the placement.
 
     Call right after importing TensorFlow, before anything runs on a device. The returned dict
-    is what config.json's "resolved" section records: `device` (for tf.device), `device_kind`,
+    goes into config.json's "resolved" section: `device` (for tf.device), `device_kind`,
     `device_name`, `gpus_visible`, `gpu_memory` ("growth", "limit N MB", "hidden" or "no GPU")
     and `mixed_precision` (the precision actually used).
     """

@@ -5,7 +5,7 @@
       while not stop_reason():
         collect()                      train_every vector steps, epsilon-greedy, NumPy policy
         learn()                        ONE TensorFlow call: store the chunk, run the learning steps
-        record()                       metrics row, diagnostics, progress bar, observers
+        log_metrics()                  metrics row, diagnostics, progress bar, observers
         evaluate()        (when due)   collect the last round's verdict (solve rule, rules.py),
                                        start a greedy round on a snapshot (worker process)
         checkpoint()      (when due)   TF variables + Progress, CSVs flushed
@@ -222,13 +222,14 @@ class Trainer:
         # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
         self.obs = self.env.reset_numpy(
             seed=cfg.seed + 1000 * (self.prog.env_steps // max(cfg.num_envs, 1)))
-        record = config_record(cfg, self.placement, self.xla, self.resume)
-        record["resolved"]["xla_cache_dir"] = self.xla_cache_dir
-        record["resolved"]["tf_threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
-                                            tf.config.threading.get_inter_op_parallelism_threads()]
-        self.run_dir.write_json(CONFIG_JSON, record)
+        config_doc = config_json(cfg, self.placement, self.xla, self.resume)
+        config_doc["resolved"]["xla_cache_dir"] = self.xla_cache_dir
+        config_doc["resolved"]["tf_threads"] = [
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads()]
+        self.run_dir.write_json(CONFIG_JSON, config_doc)
         self.run_dir.copy_scripts(PROJECT_DIR)
-        self.observers = make_observers(cfg, self.run_dir, record, self.prog)
+        self.observers = make_observers(cfg, self.run_dir, config_doc, self.prog)
         import psutil
         self.proc = psutil.Process()
         self.peak_rss = self.proc.memory_info().rss
@@ -237,7 +238,7 @@ class Trainer:
         self.last_csv_flush = self.last_ckpt_time = self.session_start
         self.last_ckpt_steps = self.prog.env_steps
         self.first_call, self.current_lr = True, None
-        self.rounds = RoundRunner(cfg.eval_episodes, background=cfg.eval_process)
+        self.round_runner = RoundRunner(cfg.eval_episodes, background=cfg.eval_process)
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -258,7 +259,7 @@ class Trainer:
             while reason is None:
                 eps = self.collect()
                 stats, n_learn, lr, beta = self.learn()
-                self.record(stats, n_learn, eps, lr, beta)
+                self.log_metrics(stats, n_learn, eps, lr, beta)
                 if self.evaluation_due():
                     self.evaluate()
                 self.checkpoint_if_due()
@@ -267,7 +268,7 @@ class Trainer:
                     self.finish_round()
                     reason = self.stop_reason()
         finally:
-            self.rounds.close()
+            self.round_runner.close()
             if self.bar is not None:
                 self.bar.close()
         return reason
@@ -339,7 +340,7 @@ class Trainer:
             # slower; timings.json times them instead.
             self.profiler.enable()
 
-    def record(self, stats: Any, n_learn: int, eps: float, lr: float, beta: float) -> None:
+    def log_metrics(self, stats: Any, n_learn: int, eps: float, lr: float, beta: float) -> None:
         """One metrics row (names from metrics.py), the progress bar and the observers."""
         from acting.diagnostics import action_gap
         ts = time.perf_counter()
@@ -394,22 +395,22 @@ class Trainer:
         """Take the verdict of the round in flight and the rows of rounds played out since,
         then start a round on these weights."""
         self.apply_verdict()
-        self.record_rounds()
+        self.log_finished_rounds()
         prog, cfg = self.prog, self.cfg
         if self.stop_reason() == rules.STOP_SOLVED:
             return  # solved and nothing more asked: no round is started that nobody needs
-        self.rounds.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds), prog.rounds,
-                          prog.env_steps, prog.learn_steps)
+        self.round_runner.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds),
+                                prog.rounds, prog.env_steps, prog.learn_steps)
 
     def finish_round(self) -> None:
         """Before a stop or a checkpoint: the verdict and the row of every round started."""
         self.apply_verdict()
-        self.record_rounds(wait=True)
+        self.log_finished_rounds(wait=True)
 
     def apply_verdict(self) -> None:
         """Wait for the verdict of the oldest round without one; apply the solve rule to it."""
         ts = time.perf_counter()
-        snap = self.rounds.verdict()
+        snap = self.round_runner.verdict()
         self.timer.add("eval_wait", time.perf_counter() - ts)
         if snap is None:
             return
@@ -484,10 +485,10 @@ class Trainer:
             self._champion = self._load_best()
         return self._champion
 
-    def record_rounds(self, wait: bool = False) -> None:
+    def log_finished_rounds(self, wait: bool = False) -> None:
         """An eval.csv row for each round whose every episode has been played (all, with wait)."""
         ts = time.perf_counter()
-        done = self.rounds.completed(wait)
+        done = self.round_runner.completed(wait)
         self.timer.add("eval_wait", time.perf_counter() - ts)
         for snap, res in done:
             s = res.stats()
@@ -586,7 +587,7 @@ class Trainer:
         return summary
 
     def write_timings(self, end_wall: float) -> None:
-        self.timer.add("eval_rounds_played", self.rounds.busy_s)
+        self.timer.add("eval_rounds_played", self.round_runner.busy_s)
         self.run_dir.write_json(TIMINGS_JSON, {
             "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
             "total_wall_s": end_wall, "clock_origin": self.clock_origin,
@@ -740,7 +741,7 @@ def check_video_format(fmt: str) -> None:
         raise ConfigError(str(e)) from None
 
 
-def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
+def make_observers(cfg: TrainConfig, run_dir: RunDir, config_doc: dict[str, Any],
                    prog: Progress) -> list[Observer]:
     """TensorBoard, and the figure's own process: a live window with --graphics when there is
     a display, otherwise off-screen, only to render the final PNG off the critical path."""
@@ -748,7 +749,7 @@ def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
     from outputs.plots import display_available
     from outputs.tb_log import TensorBoardObserver
     resumed = prog.resumed_from_env_steps is not None
-    observers: list[Observer] = [TensorBoardObserver(run_dir.path, record["config"], resumed)]
+    observers: list[Observer] = [TensorBoardObserver(run_dir.path, config_doc["config"], resumed)]
     window = cfg.graphics and display_available()
     view = LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet),
                     backend=None if window else "agg", live=window)
@@ -762,7 +763,7 @@ def make_observers(cfg: TrainConfig, run_dir: RunDir, record: dict[str, Any],
     return observers
 
 
-def config_record(cfg: TrainConfig, placement: dict[str, Any], xla: bool, resume: bool) -> dict:
+def config_json(cfg: TrainConfig, placement: dict[str, Any], xla: bool, resume: bool) -> dict:
     import gymnasium
     import keras
     import tensorflow as tf
