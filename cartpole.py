@@ -147,7 +147,8 @@ def write_profile(profiler: Any, run_dir: Path) -> None:
 def exit_now(code: int) -> None:
     """Exit without the interpreter's teardown. Every output file is written atomically and
     closed (and the live window's process joined) before `main` returns, so nothing is lost;
-    what is skipped is TensorFlow's own teardown, ~0.9 s here after the run's last line."""
+    what is skipped is TensorFlow's own teardown, which would keep the user waiting after the
+    run's last line (docs/performance.md)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -147,7 +147,7 @@ def _print_summary(report: dict, n_seeds: int, rows: list[dict], floors: list[fl
 def main(argv: list[str] | None = None) -> int:
     a = _parse(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="bench_solve-"))
-    # --no-profile unless asked: cProfile's per-call hooks slow the Python parts (see README).
+    # --no-profile unless asked: cProfile's per-call hooks slow the Python parts.
     train_args = ([] if a.profile else ["--no-profile"]) + shlex.split(a.args) + (["--no-xla-cache"] if a.cold else [])
     seeds = list(range(a.first_seed, a.first_seed + a.seeds))
     print(f"bench_solve: {len(seeds)} seeds, workers {a.workers}, "

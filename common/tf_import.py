@@ -64,8 +64,8 @@ def default_xla_cache_dir() -> str:
 def enable_xla_cache(directory: str | None = None) -> str | None:
     """Ask TensorFlow to keep compiled XLA programs on disk between runs.
 
-    The fused store-and-learn function takes ~1 s to compile on this CPU, a quarter of a whole
-    solve; with the cache a later run of the same configuration loads it in ~0.3 s instead.
+    Compiling the fused store-and-learn function is a large share of a whole solve on this CPU;
+    with the cache a later run of the same configuration loads it instead (docs/performance.md).
     TensorFlow keys each entry by a fingerprint of the program, so a different network, batch
     size or TensorFlow version simply compiles afresh. Must run before TensorFlow is imported.
     """
