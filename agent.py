@@ -181,6 +181,20 @@ class DoubleDQNAgent(tf.Module):
         os.replace(tmp, path)
 
 
+def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool):
+    """The replay draw of one learning step, as graph code: `sample(beta, solved)`.
+
+    Prioritized always, or with `uniform_solved` uniform once `solved` is true. Which of the
+    two graphs is built is decided here, at trace time, so the default graph is untouched.
+    """
+    def sample(beta, solved):
+        if not uniform_solved:
+            return buffer.sample(batch_size, beta)
+        return tf.cond(solved, lambda: buffer.sample_uniform(batch_size),
+                       lambda: buffer.sample(batch_size, beta))
+    return sample
+
+
 def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
                          reward_fn: RewardFn, batch_size: int, jit_compile: bool,
                          failures: FailureReservoir | None = None, failure_rows: int = 0,
@@ -226,12 +240,7 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             failures.add(chunk, valid & (terminated > 0.5))
 
         solved = failure_weight > 0.5
-
-        def sample():
-            if not uniform_solved:  # decided at trace time: the default graph is untouched
-                return buffer.sample(batch_size, beta)
-            return tf.cond(solved, lambda: buffer.sample_uniform(batch_size),
-                           lambda: buffer.sample(batch_size, beta))
+        sample = make_sampler(buffer, batch_size, uniform_solved)
 
         def update_priorities(indices, td_abs):
             if not uniform_solved:
@@ -246,7 +255,7 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             tf.cond(solved, lambda: tf.constant(0), update)
 
         def body(i, loss_sum, q_sum):
-            b = sample()
+            b = sample(beta, solved)
             if use_failures:
                 td_abs, loss, mean_q = agent.train_step(*with_failures(b, failure_weight),
                                                         n_main=batch_size)

@@ -467,3 +467,11 @@ def test_resume_state_with_a_bad_config_is_one_line(short_run, tmp_path):
         _damage_config(state, "lr_a_string")
         path.write_text(json.dumps(state))
     assert_one_line_error(run_cli("--resume", str(run_dir)), "holds no usable config", "lr")
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "2.5"])
+def test_weight_decay_outside_zero_one_refused(value, capsys):
+    """A negative decay would grow the weights; 1 or more would wipe a kernel in one step at lr 1."""
+    import cartpole
+    assert cartpole.main([f"--weight-decay={value}"]) == 2
+    assert_one_line(capsys.readouterr().err, "--weight-decay must be in [0, 1)")
