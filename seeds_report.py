@@ -186,8 +186,9 @@ def _md_per_seed(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _fmt_frac(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _fmt_share(v: float | None) -> str:
+    """Two decimals, so a share just under the 99% threshold (96/97 = 98.97%) never reads 99.0%."""
+    return "-" if v is None else f"{100 * v:.2f}%"
 
 
 def _fmt_mean(v: float | None) -> str:
@@ -220,8 +221,8 @@ def _md_staying_solved(report: dict[str, Any]) -> list[str]:
              f"- Delivered model (best.keras): {st['champion_at_threshold']}/{st['champion_measured']} "
              f"seeds passed >= {100 * share:.0f}% of the same rounds.", "",
              "| over the seeds | min | median | mean | max |", "|---|---:|---:|---:|---:|",
-             _spread_row("learner: post-solve rounds passed", st["pass_fraction"], _fmt_frac),
-             _spread_row("best.keras: post-solve rounds passed", st["champion_pass_fraction"], _fmt_frac),
+             _spread_row("learner: post-solve rounds passed", st["pass_fraction"], _fmt_share),
+             _spread_row("best.keras: post-solve rounds passed", st["champion_pass_fraction"], _fmt_share),
              _spread_row("lowest post-solve round mean", st["min_round_mean"], _fmt_mean),
              _spread_row("post-solve rounds", st["post_solve_rounds"], _fmt_steps),
              "", "| seed | post-solve rounds | passed | learner share | lowest round mean | best.keras share |",
@@ -229,9 +230,9 @@ def _md_staying_solved(report: dict[str, Any]) -> list[str]:
     for r in report["seeds"]:
         if r["solved"] and r["post_solve_pass_fraction"] is not None and (r["post_solve_rounds"] or 0) > 0:
             lines.append(f"| {r['seed']} | {_fmt_steps(r['post_solve_rounds'])} | "
-                         f"{_fmt_steps(r['post_solve_passed'])} | {_fmt_frac(r['post_solve_pass_fraction'])} | "
+                         f"{_fmt_steps(r['post_solve_passed'])} | {_fmt_share(r['post_solve_pass_fraction'])} | "
                          f"{_fmt_mean(r['post_solve_min_mean'])} | "
-                         f"{_fmt_frac(r['champion_post_solve_pass_fraction'])} |")
+                         f"{_fmt_share(r['champion_post_solve_pass_fraction'])} |")
     return lines
 
 

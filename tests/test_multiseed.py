@@ -264,8 +264,9 @@ def test_report_describes_staying_solved(tmp_path: Path):
     assert "## Staying solved" in md and "6 of the 7 solved seeds" in md
     assert "**Learner: 3/6 seeds passed >= 99% of their post-solve rounds** (1/6 passed every one)" in md
     assert "**Lowest post-solve round mean: 120.5 (seed 4; known for 6 of 6 seeds)**" in md
-    assert "| 2 | 12 | 9 | 75.0% | 480.0 | 100.0% |" in md and "| 5 | 4 |" not in md and "| 6 | 0 |" not in md
-    assert "| 3 | 20 | 0 | 0.0% | 480.0 | 95.0% |" in md
+    assert "| 2 | 12 | 9 | 75.00% | 480.0 | 100.00% |" in md and "| 5 | 4 |" not in md and "| 6 | 0 |" not in md
+    assert "| 3 | 20 | 0 | 0.00% | 480.0 | 95.00% |" in md
+    assert "| 4 | 101 | 100 | 99.01% | 120.5 | 100.00% |" in md  # just above 99%, and shown so
 
 
 def test_lowest_post_solve_mean_reads_only_rows_after_the_solve(tmp_path: Path):
