@@ -48,6 +48,19 @@ def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
     return keras.Sequential(layers, name=name)
 
 
+def make_optimizer(lr: float, clip_norm: float, weight_decay: float) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW when `weight_decay` > 0. Only kernels decay: a bias or LayerNorm's
+    gamma/beta pulled toward 0 would bias the Q-values or squash the normalised features, while
+    the kernels are what grows without bound under Adam once the TD errors are small (with
+    LayerNorm the hidden kernels' scale does not change the function, only the effective step
+    size, which decay keeps from shrinking)."""
+    if weight_decay <= 0:
+        return keras.optimizers.Adam(lr, global_clipnorm=clip_norm)
+    optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay, global_clipnorm=clip_norm)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
 class LearnStats(NamedTuple):
     loss: tf.Tensor        # mean Huber loss over the call's learning steps (0 if none ran)
     mean_q: tf.Tensor      # mean Q(s, a) of the sampled batches
@@ -62,7 +75,7 @@ class DoubleDQNAgent(tf.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False, reward_max: float | None = 1.0,
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, weight_decay: float = 0.0):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
@@ -79,7 +92,7 @@ class DoubleDQNAgent(tf.Module):
         # A plain float: the trainer sets the value before each call from its own schedule
         # (linear decay, then a lower floor once solved), which a Keras schedule keyed only on
         # the step count could not express.
-        optimizer = keras.optimizers.Adam(lr, global_clipnorm=clip_norm)
+        optimizer = make_optimizer(lr, clip_norm, weight_decay)
         if mixed_precision:
             # Loss scaling keeps small float16 gradients from flushing to zero; it unscales before
             # the inner optimizer clips and applies, and skips steps whose gradients overflow.
@@ -168,9 +181,24 @@ class DoubleDQNAgent(tf.Module):
         os.replace(tmp, path)
 
 
+def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool):
+    """The replay draw of one learning step, as graph code: `sample(beta, solved)`.
+
+    Prioritized always, or with `uniform_solved` uniform once `solved` is true. Which of the
+    two graphs is built is decided here, at trace time, so the default graph is untouched.
+    """
+    def sample(beta, solved):
+        if not uniform_solved:
+            return buffer.sample(batch_size, beta)
+        return tf.cond(solved, lambda: buffer.sample_uniform(batch_size),
+                       lambda: buffer.sample(batch_size, beta))
+    return sample
+
+
 def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
                          reward_fn: RewardFn, batch_size: int, jit_compile: bool,
-                         failures: FailureReservoir | None = None, failure_rows: int = 0):
+                         failures: FailureReservoir | None = None, failure_rows: int = 0,
+                         uniform_solved: bool = False):
     """Build the single per-call `tf.function`: store a packed chunk, then learn `n_learn` steps.
 
     Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
@@ -178,7 +206,9 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
     With a failure reservoir and `failure_rows > 0`, the chunk's terminal transitions are also
     kept there, and every learning batch gets `failure_rows` of them on top of its
     `batch_size` prioritized rows, with importance weight `failure_weight` (the trainer passes
-    0 until the run has solved, 1 after) and no priority update.
+    0 until the run has solved, 1 after) and no priority update. That same argument is the
+    "solved" flag: with `uniform_solved`, once it is 1 the batches are drawn uniformly from the
+    replay (importance weights 1) and priorities are no longer updated.
     """
     layout = ChunkLayout(agent.obs_size)
     use_failures = failures is not None and failure_rows > 0
@@ -209,8 +239,23 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
         if use_failures:
             failures.add(chunk, valid & (terminated > 0.5))
 
+        solved = failure_weight > 0.5
+        sample = make_sampler(buffer, batch_size, uniform_solved)
+
+        def update_priorities(indices, td_abs):
+            if not uniform_solved:
+                buffer.update_priorities(indices, td_abs)
+                return
+
+            def update():
+                buffer.update_priorities(indices, td_abs)
+                return tf.constant(0)
+
+            # Frozen once solved: the tree then only marks which slots hold a real transition.
+            tf.cond(solved, lambda: tf.constant(0), update)
+
         def body(i, loss_sum, q_sum):
-            b = buffer.sample(batch_size, beta)
+            b = sample(beta, solved)
             if use_failures:
                 td_abs, loss, mean_q = agent.train_step(*with_failures(b, failure_weight),
                                                         n_main=batch_size)
@@ -218,7 +263,7 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             else:
                 td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
                                                         b.done, b.weights)
-            buffer.update_priorities(b.indices, td_abs)
+            update_priorities(b.indices, td_abs)
             return i + 1, loss_sum + loss, q_sum + mean_q
 
         _, loss_sum, q_sum = tf.while_loop(

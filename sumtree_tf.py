@@ -334,6 +334,28 @@ class PrioritizedReplayBuffer(tf.Module):
             weights=tf.cast(weights, tf.float32),
         )
 
+    def sample_uniform(self, batch_size: int) -> ReplayBatch:
+        """Draw ``batch_size`` slots uniformly (stratified over the filled slots), as alpha 0
+        would: importance weights are 1, except for slots whose priority is 0 (added with
+        ``valid == False``), which get weight 0 so they never count in a loss. The tree is
+        only read, to tell those slots apart, never searched.
+        """
+        u = self.rng.uniform([batch_size], dtype=tf.float64)
+        n = tf.cast(self.filled, tf.float64)
+        strata = tf.range(batch_size, dtype=tf.float64)
+        indices = tf.cast(tf.floor((strata + u) * (n / batch_size)), tf.int32)
+        indices = tf.minimum(indices, self.filled - 1)  # float rounding at the top end
+        weights = tf.cast(self.tree.get(indices) > 0.0, tf.float32)
+        return ReplayBatch(
+            obs=tf.gather(self.obs, indices),
+            action=tf.gather(self.action, indices),
+            reward=tf.gather(self.reward, indices),
+            next_obs=tf.gather(self.next_obs, indices),
+            done=tf.gather(self.done, indices),
+            indices=indices,
+            weights=weights,
+        )
+
     def update_priorities(self, indices, td_errors) -> None:
         """Set priorities to (|td| + eps)^alpha and raise max_priority if needed."""
         # Cast before abs/pow: float16 TD errors would lose the eps entirely.

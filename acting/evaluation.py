@@ -43,6 +43,14 @@ class NumpyQNetwork:
         if any(len(layer) not in (2, 4) for layer in layers) or len(layers[-1]) != 2:
             raise ValueError("expected [kernel, bias] or [kernel, bias, gamma, beta] per layer")
         self.layers = layers
+        # LayerNorm's centring folded into its Dense layer once per weight update: the mean
+        # over units of x @ W + b is x @ mean_j(W) + mean(b), so a kernel and bias with their
+        # row means taken out give the centred pre-activation directly, and the forward pass
+        # skips a reduction and a subtraction per layer (it runs for every acting step).
+        self._forward = [
+            (k, b, None, None) if len(layer) == 2 else
+            (k - k.mean(axis=1, keepdims=True), b - b.mean(), layer[2], layer[3])
+            for layer in layers[:-1] for k, b in [layer[:2]]]
 
     def weights(self) -> list[np.ndarray]:
         """The flat Keras-ordered list (the arrays themselves, not copies)."""
@@ -50,13 +58,17 @@ class NumpyQNetwork:
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         h = obs
-        for layer in self.layers[:-1]:
-            h = h @ layer[0] + layer[1]
-            if len(layer) == 4:
-                mean = h.mean(axis=1, keepdims=True)
-                var = h.var(axis=1, keepdims=True)
-                h = (h - mean) / np.sqrt(var + LAYER_NORM_EPS) * layer[2] + layer[3]
-            h = np.maximum(h, 0.0)
+        for kernel, bias, gamma, beta in self._forward:
+            h = h @ kernel
+            h += bias
+            if gamma is not None:  # h is already centred (see set_weights)
+                scale = np.mean(h * h, axis=1, keepdims=True)
+                scale += LAYER_NORM_EPS
+                np.sqrt(scale, out=scale)
+                h /= scale
+                h *= gamma
+                h += beta
+            np.maximum(h, 0.0, out=h)
         kernel, bias = self.layers[-1]
         return h @ kernel + bias
 

@@ -77,6 +77,11 @@ class TrainConfig:
         "solved agent stay solved (seeds 0-19, --keep-training 200000: median share of "
         "post-solve rounds passing 1.00 with it, 0.88 without) but solves ~30% slower here "
         "(median 10.2 s vs 7.7 s, 20 seeds), so it is off by default (docs/performance.md)."))
+    weight_decay: float = field(default=0.0, metadata=_opt(
+        "Decoupled weight decay (AdamW) on the Q-network's kernels, per learning step scaled "
+        "by the learning rate; biases and LayerNorm's gamma/beta are not decayed. 0 = plain "
+        "Adam. Paired with --layer-norm it is meant to keep a solved learner solved "
+        "(docs/performance.md, Staying solved)."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -84,6 +89,10 @@ class TrainConfig:
     buffer_size: int = field(default=65536, metadata=_opt("Replay capacity in transitions."))
     alpha: float = field(default=0.7, metadata=_opt(
         "Prioritisation exponent alpha in [0, 1] (0 = uniform replay)."))
+    uniform_solved: bool = field(default=False, metadata=_opt(
+        "Replay uniformly once the task is solved (with --keep-training): prioritisation off, "
+        "as alpha 0, with importance weights 1 and no more priority updates. Before the solve "
+        "nothing changes."))
     beta_start: float = field(default=0.5, metadata=_opt(
         "Importance-sampling exponent beta at the start, in [0, 1]."))
     beta_final: float = field(default=1.0, metadata=_opt("Beta after annealing, in [0, 1]."))
@@ -201,6 +210,8 @@ class TrainConfig:
             positive(name)
         if self.lr_solved is not None and not 0 <= self.lr_solved <= self.lr:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.lr_final < 0 or self.lr_final > self.lr:
             raise ConfigError(f"--lr-final must be in [0, --lr={self.lr}], got {self.lr_final}")
         in_range("gamma", 0.0, 1.0, hi_open=True)

@@ -31,8 +31,10 @@ TAIL_LINES = 20
 #: Summary fields copied into the report for each seed, each a finite number or None. The
 #: post-solve fields count evaluation rounds after the solve (with --keep-training): they say
 #: whether a solved agent stays solved.
+#: `champion_post_solve_pass_fraction` is the same share for the delivered model (best.keras)
+#: replayed on those rounds' episodes; `post_solve_pass_fraction` is the learner's.
 NUMBER_FIELDS = ("confirm_mean_return", "total_wall_s", "total_env_steps", "post_solve_rounds",
-                 "post_solve_passed", "post_solve_pass_fraction")
+                 "post_solve_passed", "post_solve_pass_fraction", "champion_post_solve_pass_fraction")
 
 
 def seed_dir(log_dir: str | os.PathLike, seed: int) -> Path:
@@ -107,6 +109,32 @@ def read_eval(sdir: Path) -> list[tuple[float, float]]:
     return out
 
 
+def post_solve_min_mean(sdir: Path, summary: dict[str, Any]) -> float | None:
+    """The lowest round mean among the evaluation rounds after the solve, from eval.csv.
+
+    The solving round is the row whose env_steps equals the summary's solve_env_steps; the
+    post-solve rounds are the rows numbered after it. None when the run did not solve, had no
+    post-solve round, or eval.csv does not hold exactly the summary's `post_solve_rounds` rows
+    after the solve (a partial file cannot tell the lowest).
+    """
+    solve_steps, n_post = finite_or_none(summary.get("solve_env_steps")), summary.get("post_solve_rounds")
+    if not summary.get("solved") or solve_steps is None or not n_post:
+        return None
+    try:
+        rows = run_log.read_csv(sdir / run_log.EVAL_CSV)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    parsed = [(finite_or_none(r.get("round")), finite_or_none(r.get("env_steps")),
+               finite_or_none(r.get("mean"))) for r in rows]
+    solve_rounds = [rnd for rnd, steps, _ in parsed if rnd is not None and steps == solve_steps]
+    if len(solve_rounds) != 1:
+        return None
+    after = [m for rnd, _, m in parsed if rnd is not None and rnd > solve_rounds[0]]
+    if len(after) != n_post or any(m is None for m in after):
+        return None
+    return min(after)
+
+
 def discover_seeds(log_dir: Path) -> set[int]:
     """Seeds that have a `seed_<n>` directory, whether or not the runner's manifest lists them."""
     found = set()
@@ -167,6 +195,7 @@ def seed_outcome(log_dir: Path, seed: int, entry: dict[str, Any] | None) -> dict
         "solve_wall_s": finite_or_none(s.get("solve_wall_s")) if solved else None,
         "solve_env_steps": finite_or_none(s.get("solve_env_steps")) if solved else None,
         **{k: finite_or_none(s.get(k)) for k in NUMBER_FIELDS},
+        "post_solve_min_mean": post_solve_min_mean(sdir, s) if solved else None,
         "exit_code": exit_code, "stop_reason": s.get("stop_reason"), "note": note,
         "tail": (lines or []) if failed else [],
     }

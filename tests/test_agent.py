@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from agent import DoubleDQNAgent, make_store_and_learn  # noqa: E402
+from agent import DoubleDQNAgent, make_sampler, make_store_and_learn  # noqa: E402
 from acting.collection import ChunkLayout as TransitionLayout  # noqa: E402
 from common.config import linear_schedule  # noqa: E402
 from acting.evaluation import NumpyQNetwork  # noqa: E402
@@ -191,3 +191,59 @@ def test_target_capped_at_the_largest_possible_return():
     agent.target.set_weights([w * 0 for w in agent.target.get_weights()])  # outputs 0
     y = agent.td_targets(tf.constant([0.5]), tf.ones([1, 4]), tf.constant([0.0])).numpy()
     assert y[0] == pytest.approx(0.5)
+
+
+def test_weight_decay_shrinks_kernels_only():
+    """--weight-decay: AdamW decays each kernel by lr * wd per step; biases (and LayerNorm's
+    gamma/beta) are left alone. With zero gradients only the decay moves anything."""
+    agent = small_agent(lr=1e-2, weight_decay=0.5, layer_norm=True)
+    assert isinstance(agent.optimizer, keras.optimizers.AdamW)
+    variables = agent.online.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    agent.optimizer.apply([tf.zeros_like(v) for v in variables], variables)
+    for v, b in zip(variables, before):
+        if v.name == "kernel":
+            np.testing.assert_allclose(v.numpy(), b * (1 - 1e-2 * 0.5), rtol=1e-6)
+        else:
+            assert v.name in ("bias", "gamma", "beta")
+            np.testing.assert_array_equal(v.numpy(), b)
+    assert isinstance(small_agent().optimizer, keras.optimizers.Adam)
+    assert not isinstance(small_agent().optimizer, keras.optimizers.AdamW)
+
+
+def test_uniform_solved_stops_priority_updates_only_once_solved():
+    """--uniform-solved: before the solve (flag 0) the fused call updates priorities as usual;
+    once solved (flag 1) the tree is left as it is and learning still goes on."""
+    agent = small_agent(lr=1e-3)
+    buffer = PrioritizedReplayBuffer(2048, 4, alpha=0.7, seed=3)
+    fn = make_store_and_learn(agent, buffer, get_reward_fn("shaped"), 64, jit_compile=True,
+                              uniform_solved=True)
+    rng = np.random.default_rng(0)
+    fn(tf.constant(_fill_chunk(256, rng)), tf.constant(0), tf.constant(0.5), tf.constant(0.0))
+    fresh = buffer.tree.nodes.numpy().copy()
+    fn(tf.constant(_fill_chunk(0, rng)), tf.constant(4), tf.constant(0.5), tf.constant(0.0))
+    assert not np.array_equal(buffer.tree.nodes.numpy(), fresh), "priorities must move before the solve"
+    tree = buffer.tree.nodes.numpy().copy()
+    weights = agent.numpy_weights()
+    fn(tf.constant(_fill_chunk(0, rng)), tf.constant(4), tf.constant(0.5), tf.constant(1.0))
+    np.testing.assert_array_equal(buffer.tree.nodes.numpy(), tree)
+    assert any(not np.array_equal(a, b) for a, b in zip(agent.numpy_weights(), weights))
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_uniform_solved_sampler_switches_to_uniform_at_the_solve():
+    """With one slot holding nearly all the priority mass, prioritized replay draws only it;
+    the uniform draw once solved spreads over every slot with weight 1. Without
+    --uniform-solved the flag changes nothing."""
+    buffer = PrioritizedReplayBuffer(256, 4, alpha=1.0, seed=5)
+    buffer.add(tf.zeros([256, 4]), tf.zeros(256, tf.int32), tf.zeros(256), tf.zeros([256, 4]), tf.zeros(256))
+    buffer.update_priorities(tf.range(256), tf.concat([[1e12], tf.zeros(255)], 0))
+    draws = {}
+    for uniform in (False, True):
+        sample = tf.function(make_sampler(buffer, 128, uniform), jit_compile=True)
+        for solved in (False, True):
+            b = sample(tf.constant(1.0), tf.constant(solved))
+            draws[uniform, solved] = (set(b.indices.numpy().tolist()), b.weights.numpy())
+    assert draws[False, False][0] == draws[False, True][0] == draws[True, False][0] == {0}
+    idx, w = draws[True, True]
+    assert len(idx) == 128 and np.all(w == 1.0)

@@ -506,3 +506,11 @@ def test_eval_worker_started_without_worker_flag_is_a_usage_error():
     assert proc.returncode == 2, proc
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert proc.stderr.startswith("usage: python -m acting.eval_rounds --worker"), proc.stderr
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "2.5"])
+def test_weight_decay_outside_zero_one_refused(value, capsys):
+    """A negative decay would grow the weights; 1 or more would wipe a kernel in one step at lr 1."""
+    import cartpole
+    assert cartpole.main([f"--weight-decay={value}"]) == 2
+    assert_one_line(capsys.readouterr().err, "--weight-decay must be in [0, 1)")

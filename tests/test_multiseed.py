@@ -73,35 +73,56 @@ def test_parse_seeds_bad(spec, fragment):
 # --------------------------------------------------------------------------------------------
 def make_seed(log_dir: Path, seed: int, solved: bool, solve_wall_s: float | None = None,
               solve_env_steps: int | None = None, exit_code: int | None = None,
-              rounds: int = 6, post_solve: tuple[int, int] | None = None) -> None:
-    """A seed dir as the trainer leaves it; `post_solve` = (rounds passed, rounds) after the solve."""
+              rounds: int = 6, post_solve: tuple[int, int] | None = None,
+              post_means: list[float] | None = None, champion_passed: int | None = None) -> None:
+    """A seed dir as the trainer leaves it.
+
+    Like the trainer: the solve round is the eval.csv row whose env_steps equals
+    solve_env_steps, and `post_solve` = (rounds passed, rounds) adds that many rows after it
+    (their means `post_means`, else 500 for a pass and 480 for a fail), with the summary's
+    post-solve fields counted from those rows. `champion_passed` is how many of them the
+    delivered model passed on replay. Without `post_solve` the summary says what a plain run
+    now says: 0 post-solve rounds, no shares.
+    """
     d = log_dir / f"seed_{seed}"
     d.mkdir(parents=True)
     total_steps = solve_env_steps or 200_000
+    passed_after, n_after = post_solve if post_solve is not None and solved else (0, 0)
+    step = total_steps // rounds
+    rows = []
+    for i in range(rounds):
+        frac = (i + 1) / rounds
+        mean = 500.0 if solved and i >= rounds - 3 else 20 + 400 * frac * (0.5 if not solved else 1)
+        rows.append({"env_steps": total_steps if i == rounds - 1 else step * (i + 1), "mean": mean,
+                     "passed": int(mean == 500)})
+    means = post_means or [500.0] * passed_after + [480.0] * (n_after - passed_after)
+    for j, mean in enumerate(means):
+        rows.append({"env_steps": total_steps + (j + 1) * step, "mean": mean,
+                     "passed": int(j < passed_after)})
+    consecutive = 0
+    for i, r in enumerate(rows):
+        consecutive = consecutive + 1 if r["passed"] else 0
+        r.update(round=i + 1, wall_s=1.0 + i, learn_steps=r["env_steps"] // 64, episodes=64,
+                 min=min(r["mean"], 500.0 if r["passed"] else 10.0), max=500.0,
+                 at_500=64 if r["passed"] else 50, consecutive=consecutive)
+    post = n_after > 0
     summary = {
         "solved": solved, "solve_wall_s": solve_wall_s if solved else None,
         "solve_env_steps": solve_env_steps if solved else None,
         "solve_learn_steps": (solve_env_steps // 64 if solved else None),
         "confirm_mean_return": 500.0 if solved else None, "confirm_episodes": 100 if solved else 0,
         "confirm_at_500": 100 if solved else 0, "total_wall_s": (solve_wall_s or 90.0) + 5.0,
-        "total_env_steps": total_steps, "total_learn_steps": total_steps // 64,
-        "eval_rounds": rounds, "stop_reason": "solved" if solved else "max_env_steps",
+        "total_env_steps": rows[-1]["env_steps"], "total_learn_steps": rows[-1]["env_steps"] // 64,
+        "eval_rounds": len(rows), "stop_reason": "solved" if solved else "max_env_steps",
         "exit_code": (0 if solved else 3) if exit_code is None else exit_code,
         "seed": seed, "peak_rss_mb": 700.0,
+        "post_solve_rounds": n_after, "post_solve_passed": passed_after,
+        "post_solve_pass_fraction": passed_after / n_after if post else None,
+        "champion_post_solve_pass_fraction": (
+            (n_after if champion_passed is None else champion_passed) / n_after if post else None),
+        "best_model_env_steps": solve_env_steps if solved else None,
     }
-    if post_solve is not None:
-        passed, n = post_solve
-        summary.update(post_solve_rounds=n, post_solve_passed=passed,
-                       post_solve_pass_fraction=passed / n if n else None)
     run_log.atomic_write_json(d / run_log.SUMMARY_JSON, summary)
-    rows = []
-    for i in range(rounds):
-        frac = (i + 1) / rounds
-        mean = 500.0 if solved and i >= rounds - 3 else 20 + 400 * frac * (0.5 if not solved else 1)
-        rows.append({"round": i + 1, "wall_s": 10.0 * frac, "env_steps": int(total_steps * frac),
-                     "learn_steps": int(total_steps * frac) // 64, "episodes": 64, "mean": mean,
-                     "min": mean - 10, "max": min(500.0, mean + 10), "at_500": 64 if mean == 500 else 0,
-                     "passed": int(mean == 500), "consecutive": max(0, i - rounds + 4) if solved else 0})
     run_log.atomic_write_text(d / run_log.EVAL_CSV, run_log.csv_text(metrics.EVAL_COLUMNS, rows))
 
 
@@ -213,26 +234,53 @@ def test_report_small_and_failing_sets(tmp_path: Path):
 
 
 def test_report_describes_staying_solved(tmp_path: Path):
-    """min/median/mean of each solved seed's post-solve pass fraction (issue 12's question)."""
+    """Every staying-solved figure the README quotes, from the seeds' summaries and eval.csv."""
     log = tmp_path / "keep"
-    post = {0: (40, 40), 1: (30, 40), 2: (9, 12), 3: (0, 20), 4: (0, 0)}  # seed 4: no rounds after
+    post = {0: (40, 40), 1: (30, 40), 2: (9, 12), 3: (0, 20), 4: (100, 101), 7: (99, 100)}
+    lows = {0: 500.0, 1: 480.0, 2: 480.0, 3: 480.0, 4: 120.5, 7: 455.0}
     for seed, ps in post.items():
-        make_seed(log, seed, True, 30.0 + seed, 50_000, post_solve=ps)
+        passed, n = ps
+        means = [500.0] * passed + [lows[seed]] * (n - passed) if seed in (4, 7) else None
+        make_seed(log, seed, True, 30.0 + seed, 50_000 + 1024 * seed, post_solve=ps, post_means=means,
+                  champion_passed=n - (seed == 3))
     make_seed(log, 5, False, post_solve=(3, 4))  # never solved: not part of staying solved
-    make_seed(log, 6, True, 40.0, 60_000)        # summary without post-solve fields (older run)
+    make_seed(log, 6, True, 40.0, 60_000)        # a plain run: 0 post-solve rounds
     rep = write_report(log)
     st = rep["staying_solved"]
-    fractions = [1.0, 0.75, 0.75, 0.0]
-    assert (st["solved"], st["measured"], st["all_rounds_passed"]) == (6, 4, 1)
-    assert st["pass_fraction"] == {"n": 4, "min": 0.0, "median": pytest.approx(np.median(fractions)),
+    fractions = [1.0, 0.75, 0.75, 0.0, 100 / 101, 0.99]
+    assert (st["solved"], st["measured"], st["all_rounds_passed"]) == (7, 6, 1)
+    assert st["at_threshold"] == 3  # seeds 0, 4 (100/101) and 7 (exactly 0.99 counts)
+    assert st["pass_fraction"] == {"n": 6, "min": 0.0, "median": pytest.approx(np.median(fractions)),
                                    "mean": pytest.approx(np.mean(fractions)), "max": 1.0}
-    assert st["post_solve_rounds"]["median"] == pytest.approx(np.median([40, 40, 12, 20]))
+    assert (st["lowest_round_mean"], st["lowest_round_mean_seed"]) == (120.5, 4)
+    assert st["round_mean_at_or_above"] == 5  # all but seed 4: a failed round can still mean >= 450
+    assert st["champion_pass_fraction"]["min"] == pytest.approx(19 / 20)
+    assert st["champion_at_threshold"] == 5
     by_seed = {r["seed"]: r for r in rep["seeds"]}
     assert by_seed[2]["post_solve_pass_fraction"] == 0.75 and by_seed[2]["post_solve_passed"] == 9
+    assert by_seed[2]["post_solve_min_mean"] == 480.0 and by_seed[6]["post_solve_min_mean"] is None
     md = (log / "report.md").read_text()
-    assert "## Staying solved" in md and "4 of the 6 solved seeds" in md
-    assert "| post-solve rounds passed | 0.0% | 75.0% | 62.5% | 100.0% |" in md
-    assert "| 2 | 12 | 9 | 75.0% |" in md and "| 5 | 4 |" not in md
+    assert "## Staying solved" in md and "6 of the 7 solved seeds" in md
+    assert "**Learner: 3/6 seeds passed >= 99% of their post-solve rounds** (1/6 passed every one)" in md
+    assert "**Lowest post-solve round mean: 120.5 (seed 4; known for 6 of 6 seeds)**" in md
+    assert "| 2 | 12 | 9 | 75.00% | 480.0 | 100.00% |" in md and "| 5 | 4 |" not in md and "| 6 | 0 |" not in md
+    assert "| 3 | 20 | 0 | 0.00% | 480.0 | 95.00% |" in md
+    assert "| 4 | 101 | 100 | 99.01% | 120.5 | 100.00% |" in md  # just above 99%, and shown so
+
+
+def test_lowest_post_solve_mean_reads_only_rows_after_the_solve(tmp_path: Path):
+    """The solve round and the rounds before it do not count, and a partial eval.csv gives no
+    figure rather than a wrong one."""
+    log = tmp_path / "keep"
+    make_seed(log, 0, True, 30.0, 50_000, post_solve=(3, 3), rounds=6)  # pre-solve means go down to ~87
+    make_seed(log, 1, True, 30.0, 50_000, post_solve=(2, 3), post_means=[500.0, 500.0, 470.0])
+    path = log / "seed_1" / run_log.EVAL_CSV
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))  # last row lost
+    rep = write_report(log)
+    by_seed = {r["seed"]: r for r in rep["seeds"]}
+    assert by_seed[0]["post_solve_min_mean"] == 500.0
+    assert by_seed[1]["post_solve_min_mean"] is None
+    assert rep["staying_solved"]["lowest_round_mean_known"] == 1
 
 
 def test_report_without_post_solve_rounds_has_no_staying_solved_section(synthetic: Path):
@@ -288,7 +336,11 @@ FAKE_TRAINER = textwrap.dedent('''
              "confirm_mean_return": 500.0 if solved else None, "confirm_episodes": 100,
              "confirm_at_500": 100, "total_wall_s": 25.0 + a.seed, "total_env_steps": 50000,
              "total_learn_steps": 800, "eval_rounds": 3, "stop_reason": reason, "exit_code": code,
-             "seed": a.seed, "peak_rss_mb": 1.0}
+             "seed": a.seed, "peak_rss_mb": 1.0,
+             # what a plain run (no --keep-training) writes: no round after the solve
+             "post_solve_rounds": 0, "post_solve_passed": 0, "post_solve_pass_fraction": None,
+             "champion_post_solve_pass_fraction": None,
+             "best_model_env_steps": 10000 * (a.seed + 1) if solved else None}
         (d / "summary.json").write_text(json.dumps(s))
 
     try:
@@ -352,6 +404,8 @@ def test_run_seeds_parallel_with_a_crash(tmp_path: Path, fake_trainer: list[str]
     assert "boom in seed 4" in (log / "seed_4" / "output.log").read_text()
     for name in ("report.json", "report.md", "report.png"):
         assert (log / name).is_file()
+    # Plain runs (no --keep-training) had no round after the solve: nothing to say about it.
+    assert "Staying solved" not in (log / "report.md").read_text()
 
     # A second batch into the same directory adds to the record instead of replacing it.
     assert run_seeds([10, 11], log, [], workers=1, command=fake_trainer, quiet=True) == 0

@@ -465,3 +465,26 @@ def test_checkpoint_round_trip_restores_contents_priorities_and_rng(tmp_path):
     np.testing.assert_array_equal(again.indices.numpy(), after_save.indices.numpy())
     np.testing.assert_array_equal(again.weights.numpy(), after_save.weights.numpy())
     assert isinstance(again, ReplayBatch)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_uniform_sample_ignores_priorities_and_weighs_invalid_rows_zero(mode):
+    """--uniform-solved: every filled slot equally likely whatever its priority, weight 1,
+    except slots added as invalid (priority 0), which get weight 0; nothing past `filled`."""
+    buf = PrioritizedReplayBuffer(64, obs_size=1, seed=4)
+    rows = np.arange(40)
+    valid = rows % 5 != 0
+    obs = tf.constant(rows[:, None], tf.float32)
+    buf.add(obs, rows, rows, obs, tf.zeros(40), tf.constant(valid))
+    # Very unequal priorities: proportional sampling would almost never draw rows 20-39.
+    heavy = rows[:20][valid[:20]]
+    buf.update_priorities(tf.constant(heavy, tf.int32), tf.fill([len(heavy)], 1e6))
+    sample = compiled(lambda: buf.sample_uniform(200), mode)
+    batches = [sample() for _ in range(50)]
+    drawn = np.concatenate([b.indices.numpy() for b in batches])
+    weights = np.concatenate([b.weights.numpy() for b in batches])
+    assert drawn.min() >= 0 and drawn.max() < 40
+    np.testing.assert_array_equal(weights, valid[drawn].astype(np.float32))
+    counts = np.bincount(drawn, minlength=40)
+    assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the 40 filled slots
+    assert counts[20:].sum() > 0.4 * len(drawn)

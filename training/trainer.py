@@ -190,12 +190,13 @@ class Trainer:
             self.agent = DoubleDQNAgent(
                 self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
                 tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
-                mixed_precision=self.mixed, layer_norm=cfg.layer_norm)
+                mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay)
             failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
                                          seed=cfg.seed + 2) if cfg.failure_rows else None)
             self.store_and_learn = make_store_and_learn(
                 self.agent, self.buffer, get_reward_fn(cfg.reward), cfg.batch_size,
-                jit_compile=self.xla, failures=failures, failure_rows=cfg.failure_rows)
+                jit_compile=self.xla, failures=failures, failure_rows=cfg.failure_rows,
+                uniform_solved=cfg.uniform_solved)
         kept = {"failures": failures} if failures is not None else {}
         self.checkpointer = Checkpointer(self.run_dir.path, {
             **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})
