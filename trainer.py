@@ -129,8 +129,15 @@ class Trainer:
         mode = "resume" if resume else ("overwrite" if getattr(cfg, "overwrite", False) else "new")
         if cfg.graphics:
             check_video_format(cfg.video_format)  # before training, not after it
-        self.run_dir = RunDir.prepare(cfg.log_dir, mode)
-        self.cfg = cfg = cfg.replace(log_dir=str(self.run_dir.path))
+        self.run_dir = RunDir.prepare(cfg.log_dir, mode)  # locked until run() ends
+        try:
+            self._set_up(cfg.replace(log_dir=str(self.run_dir.path)), resume)
+        except BaseException:
+            self.run_dir.release()
+            raise
+
+    def _set_up(self, cfg: TrainConfig, resume: bool) -> None:
+        self.cfg = cfg
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
                  + (", resuming from its latest checkpoint" if resume else ""))
         t = time.time()
@@ -239,6 +246,8 @@ class Trainer:
         except BaseException:
             self.abort_observers()
             raise
+        finally:
+            self.run_dir.release()
 
     def loop(self) -> str:
         """The phases, until a stop rule holds; returns why it stopped."""

@@ -1,0 +1,80 @@
+"""Faults a user or the machine can cause: two runs in one directory, signals, damaged
+checkpoints, a full disk, bad state files. Each must end in one line on stderr, never in lost
+or mixed work. Every training run here has a small budget of its own."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+SMALL = ("--quiet", "--no-profile", "--max-env-steps", "4096", "--checkpoint-every", "2048",
+         "--eval-episodes", "8", "--confirm-episodes", "0")
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, str(ROOT / "cartpole.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errs)]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+# --- one run per directory ---------------------------------------------------------------------
+def test_two_runs_started_at_once_into_one_dir_one_is_refused(tmp_path):
+    run = tmp_path / "run"
+    procs = [start_cli("--log-dir", str(run), "--seed", str(seed), *SMALL) for seed in (1, 2)]
+    results = sorted(finish(procs))
+    (refused_code, refused_err), (ok_code, _) = results
+    assert ok_code == 3, results  # the budget ends the run that got the directory
+    assert refused_code == 2, results
+    assert error_lines(refused_err) == [error_lines(refused_err)[0]], refused_err
+    assert "in use by another run" in refused_err
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # TensorBoard saw one run
+
+    # Two --resume of that run at once: the same.
+    procs = [start_cli("--resume", str(run), "--max-env-steps", "6144") for _ in range(2)]
+    results = sorted(finish(procs))
+    assert [code for code, _ in results] == [2, 3], results
+    assert "in use by another run" in results[0][1] and len(error_lines(results[0][1])) == 1
+
+
+def test_lock_is_released_when_the_holder_dies_and_by_release(tmp_path):
+    import run_log
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, run_log, time; held = run_log.lock_dir(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(run_log.LogDirError, match=f"in use by another run \\(pid {holder.pid}\\)"):
+        run_log.RunDir.prepare(str(tmp_path), "new")
+    holder.kill()
+    holder.wait()
+    rd = run_log.RunDir.prepare(str(tmp_path), "new")  # the kernel released it
+    with pytest.raises(run_log.LogDirError, match="in use"):
+        run_log.RunDir.prepare(str(tmp_path), "overwrite")
+    rd.release()
+    run_log.RunDir.prepare(str(tmp_path), "overwrite").release()
+
+
+def test_seeds_runner_locks_its_dir(tmp_path):
+    import multiseed
+    import run_log
+    lock = run_log.lock_dir(tmp_path)
+    try:
+        with pytest.raises(run_log.LogDirError, match="in use"):
+            multiseed.run_seeds([0], tmp_path, ["--max-env-steps", "1024"],
+                                command=[sys.executable, "-c", "pass"])
+    finally:
+        lock.close()
