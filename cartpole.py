@@ -8,7 +8,8 @@ TensorFlow is imported, so a bad flag costs milliseconds and prints one line, th
 - `--sweep SPEC.yaml`: a Ray Tune sweep               -> sweep.py
 
 Exit codes: 0 solved · 2 usage error, bad input or a fault that stopped training (one line on
-stderr) · 3 budget exhausted without solving · 130 interrupted (the last checkpoint is kept).
+stderr) · 3 budget exhausted without solving · 130 Ctrl-C, 143 SIGTERM (during training both
+save a checkpoint first; interrupts.py).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = process_start_time()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    import interrupts
+    interrupts.install()
     try:
         modes = [f"--{m}" for m in ("evaluate", "resume", "seeds", "sweep") if getattr(args, m)]
         if len(modes) > 1:
@@ -52,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"cartpole.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("cartpole.py: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (interrupts.Terminated)
+        what = str(e) or (f"stopped by {interrupts.signal_name(e)} before training or after it; "
+                          "no checkpoint was saved by this stop")
+        print(f"cartpole.py: {what}", file=sys.stderr)
+        return interrupts.exit_code(e)
 
 
 def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,

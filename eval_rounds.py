@@ -181,8 +181,18 @@ def worker_main() -> int:
     """Play rounds sent on stdin until it closes. For each: ("verdict", passed) as soon as it
     is known (at the first failure, or at the end), then ("done", returns, seconds)."""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Ctrl-C and SIGTERM (from `timeout`, Slurm, systemd: often sent to the whole process group)
+    # are the trainer's to handle: its final checkpoint may still need this round's verdict. It
+    # ends us by closing our stdin, or by SIGKILL.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        return _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except OSError:  # BrokenPipeError above all: the trainer is gone, nobody to tell anything
+        os._exit(0)  # not sys.exit: flushing the dead pipe at exit would print a traceback
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     while True:
         job = receive(stdin)
         if job is None:

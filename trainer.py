@@ -250,8 +250,13 @@ class Trainer:
             self.run_dir.release()
 
     def loop(self) -> str:
-        """The phases, until a stop rule holds; returns why it stopped."""
+        """The phases, until a stop rule holds; returns why it stopped.
+
+        Ctrl-C and SIGTERM are taken between chunks: checkpoint, then the one-line exception.
+        """
+        import interrupts
         reason = None
+        interrupts.defer(True)
         try:
             while reason is None:
                 eps = self.collect()
@@ -260,15 +265,29 @@ class Trainer:
                 if self.evaluation_due():
                     self.evaluate()
                 self.checkpoint_if_due()
+                if interrupts.pending() is not None:
+                    self.stop_on_signal(interrupts.pending())
                 reason = self.stop_reason()
                 if reason is not None:  # the round in flight may still solve the run
                     self.finish_round()
                     reason = self.stop_reason()
         finally:
+            interrupts.defer(False)
             self.rounds.close()
             if self.bar is not None:
                 self.bar.close()
         return reason
+
+    def stop_on_signal(self, signum: int) -> None:
+        """Ctrl-C or SIGTERM arrived during the last chunk: checkpoint here and stop."""
+        import interrupts
+        interrupts.defer(False)  # a second signal while checkpointing stops at once
+        self.checkpoint()
+        d = self.run_dir.path
+        exc = interrupts.exception_for(signum)
+        raise interrupts.exception_for(signum, (
+            f"stopped by {interrupts.signal_name(exc)} at {self.prog.env_steps:,} env steps; "
+            f"checkpoint saved in {d / 'checkpoints'} (continue with --resume {d})"))
 
     def abort_observers(self) -> None:
         """The run failed: stop what has a process of its own (the figure's), write nothing

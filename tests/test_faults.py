@@ -78,3 +78,74 @@ def test_seeds_runner_locks_its_dir(tmp_path):
                                 command=[sys.executable, "-c", "pass"])
     finally:
         lock.close()
+
+
+# --- signals -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sig, code, name", [(15, 143, "SIGTERM"), (2, 130, "SIGINT")])
+def test_signal_to_the_process_group_saves_a_checkpoint_and_prints_one_line(tmp_path, sig, code,
+                                                                             name):
+    """As `timeout`, Slurm or Ctrl-C at a terminal do: the signal reaches the trainer and its
+    children (evaluation worker, figure process) at once."""
+    import signal
+    import time
+
+    from checkpoints import latest_checkpoint, read_state
+    run = tmp_path / "run"
+
+    def default_signals() -> None:  # a shell may have started the tests with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cartpole.py"), "--log-dir", str(run),
+                             "--seed", "3", "--quiet", "--no-profile", "--max-env-steps", "400000",
+                             "--checkpoint-every", "2048", "--eval-episodes", "8"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=default_signals)
+    index = run / "checkpoints" / "checkpoint"
+    deadline = time.time() + 240
+    while not index.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)  # until every child has closed stderr too
+    assert proc.returncode == code, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"stopped by " in lines[0] and name in lines[0], err
+    steps = int(lines[0].split(" at ", 1)[1].split(" env steps")[0].replace(",", ""))
+    assert read_state(latest_checkpoint(run))["progress"]["env_steps"] == steps > 0
+    assert f"--resume {run}" in lines[0]
+
+
+def _orphaned(cmd: list[str], feed: bytes) -> subprocess.CompletedProcess:
+    """Run a child process whose parent is gone: nobody reads its stdout any more."""
+    child = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # the reading end, as when the trainer dies
+    child.stdin.write(feed)
+    child.stdin.close()
+    err = child.stderr.read().decode()
+    child.wait(timeout=120)
+    return subprocess.CompletedProcess(cmd, child.returncode, "", err)
+
+
+def test_eval_worker_is_silent_when_its_trainer_is_gone():
+    import io
+
+    import numpy as np
+
+    import eval_rounds
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=s).astype(np.float32) for s in ((4, 8), (8,), (8, 2), (2,))]
+    job = io.BytesIO()
+    eval_rounds.send(job, (weights, 4, 123))
+    out = _orphaned([sys.executable, "eval_rounds.py", "--worker"], job.getvalue())
+    assert out.stderr == "" and out.returncode == 0, out.stderr
+
+
+def test_figure_process_is_silent_when_its_trainer_is_gone():
+    row = b'{"m": {"env_steps": 1024, "wall_s": 1.0}}\n'
+    out = _orphaned([sys.executable, "live_view.py", "--child", "--backend", "agg",
+                     "--refresh", "inf"], row)
+    assert out.stderr == "" and out.returncode == 0, out.stderr
