@@ -78,14 +78,43 @@ class Progress:
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any], where: Path) -> "Progress":
+        """The Progress saved in a checkpoint's state, every field's type checked (a wrong one
+        is a one-line CheckpointError here, not a TypeError deep in the loop)."""
         try:
-            prog = cls(**state["progress"])
-            if not isinstance(prog.act_rng_state, dict):
-                raise TypeError("act_rng_state missing")
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"checkpoint state in {where} does not fit this version "
-                                  f"({type(e).__name__}: {e})") from None
+            values = state["progress"]
+            if not isinstance(values, dict):
+                raise TypeError(f"progress is {type(values).__name__}, not an object")
+            prog = cls(**values)
+            for f in dataclasses.fields(cls):
+                check_progress_field(f.name, str(f.type), getattr(prog, f.name))
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"checkpoint state in {where} is damaged or from another "
+                                  f"version ({type(e).__name__}: {e})") from None
         return prog
+
+
+def check_progress_field(name: str, kind: str, value: Any) -> None:
+    """TypeError/ValueError unless `value` fits Progress field `name` of type `kind`."""
+    if name == "act_rng_state":  # every checkpoint saves one the generator accepts
+        if not isinstance(value, dict):
+            raise TypeError(f"act_rng_state is {type(value).__name__}, not an object")
+        try:
+            np.random.PCG64().state = value
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"act_rng_state is not a generator state ({type(e).__name__}: "
+                             f"{e})") from None
+        return
+    if value is None and "None" in kind:
+        return
+    if kind.startswith("list"):
+        if not (isinstance(value, list) and all(isinstance(r, dict) for r in value)):
+            raise TypeError(f"{name} should be a list of rows")
+        return
+    numbers = (int, float) if kind.startswith("float") else (int,)
+    if isinstance(value, bool) or not isinstance(value, numbers):
+        raise TypeError(f"{name} should be {kind}, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} should not be negative, got {value!r}")
 
 
 class Timer:

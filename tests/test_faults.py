@@ -149,3 +149,105 @@ def test_figure_process_is_silent_when_its_trainer_is_gone():
     out = _orphaned([sys.executable, "live_view.py", "--child", "--backend", "agg",
                      "--refresh", "inf"], row)
     assert out.stderr == "" and out.returncode == 0, out.stderr
+
+
+# --- damaged checkpoints -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def three_checkpoints(tmp_path_factory):
+    """A short run keeping checkpoints at 2048, 3072 and 4096 env steps."""
+    run = tmp_path_factory.mktemp("ckpts") / "run"
+    proc = run_cli("--log-dir", str(run), "--seed", "0", "--quiet", "--no-profile",
+                   "--max-env-steps", "4096", "--checkpoint-every", "1024", "--eval-episodes", "8",
+                   "--confirm-episodes", "0")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    return run
+
+
+def _damage(ckpt: Path, how: str) -> None:
+    if how == "truncated_data":
+        data = ckpt / "ckpt-4096.data-00000-of-00001"
+        data.write_bytes(data.read_bytes()[:100_000])
+    elif how == "deleted_index":
+        (ckpt / "ckpt-4096.index").unlink()
+    elif how == "garbage_state":
+        (ckpt / "state-4096.json").write_text('{"progress": {"env_')
+    elif how == "deleted_checkpoint_file":
+        (ckpt / "checkpoint").unlink()
+    elif how == "empty_checkpoint_file":
+        (ckpt / "checkpoint").write_text("")
+
+
+@pytest.mark.parametrize("how, resumed_from, notice", [
+    ("truncated_data", 3072, "ckpt-4096 cannot be read (truncated or damaged data file"),
+    ("deleted_index", 3072, "ckpt-4096.index is missing"),
+    ("garbage_state", 3072, "state-4096.json is not valid JSON"),
+    ("deleted_checkpoint_file", 4096, None),
+    ("empty_checkpoint_file", 4096, None)])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(three_checkpoints, tmp_path, capfd,
+                                                          how, resumed_from, notice):
+    import json
+    import shutil
+
+    import cartpole
+    run = tmp_path / "run"
+    shutil.copytree(three_checkpoints, run)
+    _damage(run / "checkpoints", how)
+    code = cartpole.main(["--resume", str(run), "--max-env-steps", "5120", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 3, err
+    lines = error_lines(err)
+    if notice is None:
+        assert lines == [], err
+    else:
+        assert len(lines) == 1 and notice in lines[0], err
+        assert lines[0].endswith("resuming from ckpt-3072"), err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from_env_steps"] == resumed_from
+    assert summary["total_env_steps"] == 5120
+    # The index lists what is kept again, so the oldest checkpoints are pruned as usual.
+    kept = sorted(p.name for p in (run / "checkpoints").glob("state-*.json"))
+    assert kept == ["state-3072.json", "state-4096.json", "state-5120.json"]
+
+
+@pytest.mark.parametrize("how, message", [
+    ("every_index_deleted", "no intact checkpoint in"),
+    ("every_checkpoint_deleted", "no checkpoint in"),
+    ("env_steps_a_string", "env_steps should be int, got '8192'"),
+    ("act_rng_state_garbled", "act_rng_state"),
+    ("act_rng_state_a_number", "act_rng_state is int"),
+])
+def test_resume_of_unusable_checkpoints_is_one_line(three_checkpoints, tmp_path, capfd, how,
+                                                    message):
+    import json
+    import shutil
+
+    import cartpole
+    run = tmp_path / "run"
+    shutil.copytree(three_checkpoints, run)
+    ckpt = run / "checkpoints"
+    if how == "every_index_deleted":
+        for f in ckpt.glob("ckpt-*.index"):
+            f.unlink()
+    elif how == "every_checkpoint_deleted":
+        for f in ckpt.iterdir():
+            f.unlink()
+    else:
+        for path in ckpt.glob("state-*.json"):
+            state = json.loads(path.read_text())
+            prog = state["progress"]
+            if how == "env_steps_a_string":
+                prog["env_steps"] = str(prog["env_steps"] * 2)
+                if path.name != "state-4096.json":
+                    continue
+            elif how == "act_rng_state_garbled":
+                prog["act_rng_state"]["state"] = {"state": "x"}
+            else:
+                prog["act_rng_state"] = 7
+            path.write_text(json.dumps(state))
+    code = cartpole.main(["--resume", str(run), "--max-env-steps", "5120", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 2, err
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("cartpole.py: error:") and message in lines[0], err
+    assert not (run / "summary.json").exists() or json.loads((run / "summary.json").read_text())[
+        "total_env_steps"] == 4096
