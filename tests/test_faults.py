@@ -251,3 +251,35 @@ def test_resume_of_unusable_checkpoints_is_one_line(three_checkpoints, tmp_path,
     assert len(lines) == 1 and lines[0].startswith("cartpole.py: error:") and message in lines[0], err
     assert not (run / "summary.json").exists() or json.loads((run / "summary.json").read_text())[
         "total_env_steps"] == 4096
+
+
+# --- sizes and inputs that cannot work: one line, exit 2, before anything is allocated ----------
+@pytest.mark.parametrize("args, message", [
+    (["--hidden", "100000000"], "GiB of memory"),
+    (["--hidden", "100000,100000"], "GiB of memory"),
+    (["--buffer-size", "1", "--batch-size", "1"], "--buffer-size (1) must hold at least one chunk"),
+    (["--max-env-steps", "1"], "--max-env-steps (1) is less than one chunk"),
+])
+def test_sizes_that_cannot_train_are_one_line(tmp_path, capsys, args, message):
+    import cartpole
+    code = cartpole.main(["--log-dir", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and len(error_lines(err)) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_memory_estimate_accepts_the_defaults():
+    from config import TrainConfig, available_memory, memory_needed
+    need = memory_needed(TrainConfig())
+    assert 0 < need < 256 * 2**20  # the default network and replay buffer: a few MB
+    assert available_memory() is None or available_memory() > need
+
+
+def test_sweep_spec_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    import cartpole
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"search_space:\n  lr: {grid: [0.001]}\n# caf\xe9\n")  # Latin-1
+    code = cartpole.main(["--sweep", str(spec), "--log-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(error_lines(err)) == 1 and "is not UTF-8" in err, err
