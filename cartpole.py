@@ -24,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
 from config import ConfigError, TrainConfig  # noqa: E402
-from errors import EXIT_SOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
+from errors import EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
 from run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
 
 __all__ = ["main", "TrainingFault"]
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_sweep(args)
         if args.resume:
             cfg, resume = resume_config(args.resume, args), True
+            finished = finished_run(cfg)
+            if finished is not None:
+                print(f"cartpole.py: {finished[1]}", file=sys.stderr)
+                return finished[0]
         else:
             cfg, resume = config_from_args(args), False
         return int(train_with_profile(cfg, resume, t0)["exit_code"])
@@ -60,6 +64,36 @@ def main(argv: list[str] | None = None) -> int:
                           "no checkpoint was saved by this stop")
         print(f"cartpole.py: {what}", file=sys.stderr)
         return interrupts.exit_code(e)
+
+
+def finished_run(cfg: TrainConfig) -> tuple[int, str] | None:
+    """For --resume of a run whose stop rule already holds at its latest checkpoint (solved, or
+    its budget spent): its exit code and a line saying so, so that nothing is trained or
+    rewritten. None if the run has something left to do."""
+    import rules
+    from checkpoints import latest_checkpoint, read_state
+    prog = read_state(latest_checkpoint(cfg.log_dir)).get("progress")
+    try:
+        steps, solve_steps = prog["env_steps"], prog.get("solve_env_steps")
+        wall = float(prog.get("wall_before") or 0.0)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # the trainer's own checks report a damaged state
+    if not all(type(v) is int for v in (steps, solve_steps or 0)):
+        return None
+    reason = rules.stop_reason(steps, wall, solve_steps, cfg.keep_training, cfg.max_env_steps,
+                               cfg.max_seconds, next_chunk=cfg.train_every * cfg.num_envs)
+    if reason is None:
+        return None
+    d = cfg.log_dir
+    if reason == rules.STOP_SOLVED:
+        return EXIT_SOLVED, (f"the run in {d} is finished: solved at {solve_steps:,} env steps "
+                             f"and trained to {steps:,}; nothing to do, nothing changed (give a "
+                             "larger --keep-training to train on after the solve)")
+    budget = (f"--max-seconds {cfg.max_seconds:g} ({wall:.0f} s used)"
+              if reason == rules.STOP_MAX_SECONDS else f"--max-env-steps {cfg.max_env_steps:,}")
+    return EXIT_UNSOLVED, (f"the run in {d} is at {steps:,} env steps and {budget} leaves no room "
+                           "for another chunk; nothing to do, nothing changed (give a larger "
+                           "budget to train on)")
 
 
 def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,

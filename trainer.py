@@ -62,6 +62,9 @@ class Progress:
     metrics_rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
     act_rng_state: dict[str, Any] | None = None
+    # Evaluation rounds played but whose verdict was not yet applied (eval_rounds.Round.to_json):
+    # a checkpoint applies no verdict early, so that when checkpoints happen changes nothing.
+    rounds_in_flight: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def solved(self) -> bool:
@@ -91,6 +94,16 @@ class Progress:
             raise CheckpointError(f"checkpoint state in {where} is damaged or from another "
                                   f"version ({type(e).__name__}: {e})") from None
         return prog
+
+
+def restored_rounds(prog: Progress, episodes: int, run_dir: RunDir) -> list:
+    """The rounds a checkpoint carried (Progress.rounds_in_flight), or a one-line error."""
+    from eval_rounds import Round
+    try:
+        return [Round.from_json(d, episodes) for d in prog.rounds_in_flight]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint state in {run_dir / 'checkpoints'} holds a damaged "
+                              f"evaluation round ({type(e).__name__}: {e})") from None
 
 
 def check_progress_field(name: str, kind: str, value: Any) -> None:
@@ -263,6 +276,7 @@ class Trainer:
         self.last_ckpt_steps = self.prog.env_steps
         self.first_call, self.current_lr = True, None
         self.rounds = RoundRunner(cfg.eval_episodes, background=cfg.eval_process)
+        self.rounds.restore(restored_rounds(self.prog, cfg.eval_episodes, self.run_dir))
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -281,10 +295,11 @@ class Trainer:
     def loop(self) -> str:
         """The phases, until a stop rule holds; returns why it stopped.
 
+        The stop rules are checked before every chunk (a resumed run past its budget runs none).
         Ctrl-C and SIGTERM are taken between chunks: checkpoint, then the one-line exception.
         """
         import interrupts
-        reason = None
+        reason = self.stop_reason()
         interrupts.defer(True)
         try:
             while reason is None:
@@ -501,10 +516,15 @@ class Trainer:
                                  "solve_learn_steps": prog.solve_learn_steps})
 
     def checkpoint_if_due(self) -> None:
+        """Every `checkpoint_every` env steps, and `checkpoint_seconds` after the last one. A
+        checkpoint changes nothing in the run (see `checkpoint`), so the time-based ones leave
+        the training path a function of env steps only, and the step schedule ignores them."""
         now, cfg = time.time(), self.cfg
-        if (self.prog.env_steps - self.last_ckpt_steps >= cfg.checkpoint_every
-                or now - self.last_ckpt_time >= cfg.checkpoint_seconds):
+        by_steps = self.prog.env_steps - self.last_ckpt_steps >= cfg.checkpoint_every
+        if by_steps or now - self.last_ckpt_time >= cfg.checkpoint_seconds:
             self.checkpoint()
+            if by_steps:
+                self.last_ckpt_steps = self.prog.env_steps
         elif now - self.last_csv_flush >= CSV_FLUSH_SECONDS:
             ts = time.perf_counter()
             self.flush_csvs()
@@ -512,9 +532,14 @@ class Trainer:
             self.timer.add("logging", time.perf_counter() - ts)
 
     def checkpoint(self) -> None:
-        self.finish_round()  # a checkpoint holds no round in flight
+        """Save the run's state. Applies no verdict: the rounds started are played out (their
+        rows recorded) and the one whose verdict waits for the next evaluation point is saved
+        with the checkpoint, so a run checkpointed at any moment decides exactly as one that
+        was not, and a resumed run applies that verdict where the original would have."""
+        self.record_rounds(wait=True)
         ts = time.time()
         prog = self.prog
+        prog.rounds_in_flight = [r.to_json() for r in self.rounds.unapplied()]
         self.flush_csvs()
         prog.act_rng_state = self.act_rng.bit_generator.state
         snapshot = dataclasses.asdict(prog)
@@ -523,7 +548,7 @@ class Trainer:
             self.checkpointer.save(prog.env_steps, {"progress": snapshot, "config": self.cfg.to_dict()})
         except self.tf.errors.OpError as e:  # TensorFlow reports disk-full and permissions so
             raise OSError(f"checkpoint write failed: {e.message.splitlines()[0][:160]}") from None
-        self.last_ckpt_time, self.last_ckpt_steps = time.time(), prog.env_steps
+        self.last_ckpt_time = time.time()
         self.notify("on_checkpoint")
         self.timer.add("checkpoint", time.time() - ts)
 
@@ -534,7 +559,8 @@ class Trainer:
     def stop_reason(self) -> str | None:
         prog, cfg = self.prog, self.cfg
         return rules.stop_reason(prog.env_steps, self.wall(), prog.solve_env_steps,
-                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds)
+                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds,
+                                 next_chunk=cfg.train_every * cfg.num_envs)
 
     # --- wrap-up -----------------------------------------------------------------------------
     def wrap_up(self, reason: str) -> dict[str, Any]:

@@ -283,3 +283,127 @@ def test_sweep_spec_that_is_not_utf8_is_one_line(tmp_path, capsys):
     code = cartpole.main(["--sweep", str(spec), "--log-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and len(error_lines(err)) == 1 and "is not UTF-8" in err, err
+
+
+# --- runs that do what was asked, no more ---------------------------------------------------------
+PASSING_EVALUATION = '''
+import numpy as np
+import evaluation
+
+
+def _every_episode_at_500(act, episodes, seed, num_envs=64, env_id="CartPole-v1",
+                          on_first_failure=None):
+    return evaluation.EvalResult(np.full(episodes, 500.0), episodes)
+
+
+evaluation.evaluate = _every_episode_at_500
+'''
+
+
+@pytest.fixture
+def rounds_always_pass(tmp_path, monkeypatch):
+    """Every evaluation round passes (in the worker process too, through sitecustomize), so a
+    short run solves, and when each verdict is applied shows in lr, epsilon and the stop."""
+    import eval_rounds
+    import evaluation
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(PASSING_EVALUATION)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(ROOT)]))
+    namespace: dict = {}
+    exec(PASSING_EVALUATION, namespace)
+    monkeypatch.setattr(eval_rounds, "evaluate", namespace["_every_episode_at_500"])
+    monkeypatch.setattr(evaluation, "evaluate", namespace["_every_episode_at_500"])
+
+
+def _train(log_dir: Path, resume: bool = False, **settings):
+    import trainer
+    from config import TrainConfig
+    cfg = TrainConfig(log_dir=str(log_dir), seed=0, quiet=True, profile=False,
+                      max_env_steps=16384, checkpoint_every=100_000, eval_episodes=4,
+                      confirm_episodes=0, **settings)
+    return trainer.train(cfg, resume=resume)
+
+
+def _learning_record(run: Path) -> dict[str, list[dict[str, str]]]:
+    """metrics.csv and eval.csv without the columns that measure the machine."""
+    from metrics import TIMING_COLUMNS
+    from run_log import read_csv
+    return {name: [{k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+                   for row in read_csv(run / name)] for name in ("metrics.csv", "eval.csv")}
+
+
+def test_checkpoints_do_not_change_the_training_path(tmp_path, rounds_always_pass):
+    """A checkpoint every chunk (tiny --checkpoint-seconds), and a SIGTERM stop and resume with
+    a round in flight, give the run that never checkpointed: the same rows, the same solve."""
+    import signal
+
+    import interrupts
+    plain = _train(tmp_path / "plain")
+    assert plain["solved"], plain
+    often = _train(tmp_path / "often", checkpoint_seconds=1e-6)
+    assert often["solve_env_steps"] == plain["solve_env_steps"]
+    assert _learning_record(tmp_path / "often") == _learning_record(tmp_path / "plain")
+
+    import trainer
+    real_evaluate = trainer.Trainer.evaluate
+
+    def evaluate_then_signal(self):  # SIGTERM arrives in the chunk of the 2nd round's start
+        real_evaluate(self)
+        if self.prog.rounds == 1:
+            interrupts._pending = signal.SIGTERM
+    trainer.Trainer.evaluate = evaluate_then_signal
+    try:
+        with pytest.raises(interrupts.Terminated):
+            _train(tmp_path / "stopped")
+    finally:
+        trainer.Trainer.evaluate = real_evaluate
+    from checkpoints import latest_checkpoint, read_state
+    state = read_state(latest_checkpoint(tmp_path / "stopped"))["progress"]
+    assert len(state["rounds_in_flight"]) == 1  # the round started at the stop, unapplied
+    resumed = _train(tmp_path / "stopped", resume=True)
+    # Its verdict is applied where the uninterrupted run applied it: the same rounds, the same
+    # solve. (Training rows differ after a resume: episodes in flight start afresh.)
+    assert resumed["solve_env_steps"] == plain["solve_env_steps"]
+    assert (_learning_record(tmp_path / "stopped")["eval.csv"]
+            == _learning_record(tmp_path / "plain")["eval.csv"])
+
+
+def _snapshot(run: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_resume_of_a_solved_run_says_so_and_changes_nothing(tmp_path, rounds_always_pass, capfd):
+    import cartpole
+    run = tmp_path / "run"
+    assert _train(run)["solved"]
+    before = _snapshot(run)
+    code = cartpole.main(["--resume", str(run)])
+    err = capfd.readouterr().err
+    assert code == 0 and len(error_lines(err)) == 1 and "is finished: solved at" in err, err
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("budget", ["4500", "3000", "1024"])
+def test_resume_with_no_budget_left_changes_nothing(three_checkpoints, tmp_path, capfd, budget):
+    import shutil
+
+    import cartpole
+    run = tmp_path / "run"
+    shutil.copytree(three_checkpoints, run)
+    before = _snapshot(run)
+    code = cartpole.main(["--resume", str(run), "--max-env-steps", budget])
+    err = capfd.readouterr().err
+    assert code == 3 and len(error_lines(err)) == 1 and "nothing to do" in err, err
+    assert f"--max-env-steps {int(budget):,}" in err
+    assert _snapshot(run) == before
+
+
+def test_budget_is_never_overshot_by_a_chunk(tmp_path):
+    import trainer
+    from config import TrainConfig
+    cfg = TrainConfig(log_dir=str(tmp_path / "run"), seed=0, quiet=True, profile=False,
+                      max_env_steps=2500, eval_episodes=4, confirm_episodes=0)
+    summary = trainer.train(cfg)
+    assert summary["total_env_steps"] == 2048 and summary["stop_reason"] == "max_env_steps"
