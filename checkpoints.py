@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,19 @@ class Checkpointer:
                                                   max_to_keep=max_to_keep)
 
     def save(self, number: int, state: dict[str, Any]) -> str:
-        atomic_write_json(self.directory / f"state-{number}.json", state)
-        path = self.manager.save(checkpoint_number=number)
+        state_file = self.directory / f"state-{number}.json"
+        had_checkpoint = (self.directory / f"ckpt-{number}.index").is_file()
+        try:
+            atomic_write_json(state_file, state)
+            path = self.manager.save(checkpoint_number=number)
+        except BaseException:
+            # A failed save (a full disk above all) leaves TensorFlow's ckpt-N_temp/ and a state
+            # file without its checkpoint; neither is worth the space, and the orphan state would
+            # read as a damaged checkpoint on --resume.
+            shutil.rmtree(self.directory / f"ckpt-{number}_temp", ignore_errors=True)
+            if not had_checkpoint:
+                state_file.unlink(missing_ok=True)
+            raise
         self._drop_stale_states()
         return path
 
@@ -94,6 +106,17 @@ class Checkpointer:
 
 
 INDEX_FILE = "checkpoint"
+
+
+def op_error_cause(e: Any) -> str:
+    """The reason in a TensorFlow I/O error, without its graph-node prefix and op suffix:
+    "{{function_node __wrapped__SaveV2_...}} <path>; No space left on device [Op:SaveV2]"
+    -> "No space left on device" (the operating system's words come after the path)."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(getattr(e, "message", e)))
+    text = re.sub(r"\s*\[Op:\w+\]\s*$", "", text.strip())
+    lines = text.splitlines() or [type(e).__name__]
+    _path, sep, cause = lines[0].rpartition("; ")
+    return cause if sep and cause else lines[0]
 
 
 def _first_line(e: BaseException) -> str:

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -216,12 +217,16 @@ def _remove_run_files(p: Path) -> None:
 
 
 def _remove_temporaries(p: Path) -> None:
-    """Remove leftovers of writes that were interrupted (a crash between write and rename)."""
+    """Remove leftovers of writes that were interrupted (a crash between write and rename, or
+    TensorFlow's ckpt-N_temp/ of a checkpoint save that never finished)."""
     for d in (p, *(p / sub for sub in RUN_SUBDIRS)):
         for pattern in TEMP_GLOBS:
             for f in d.glob(pattern):
                 if f.is_file():
                     f.unlink()
+    for d in (p / CHECKPOINT_DIR).glob("ckpt-*_temp"):
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class RunDir:

@@ -386,8 +386,7 @@ class Trainer:
         if not np.isfinite(loss):
             raise TrainingFault(
                 f"non-finite loss ({loss}) at learning step {prog.learn_steps} "
-                f"(env step {prog.env_steps}); stopped, last good checkpoint kept in "
-                f"{self.run_dir / 'checkpoints'}")
+                f"(env step {prog.env_steps}); stopped, {self._what_is_kept()}")
         return stats, n_learn, lr, beta
 
     def _time_learning_call(self, dt: float) -> None:
@@ -547,7 +546,8 @@ class Trainer:
         try:
             self.checkpointer.save(prog.env_steps, {"progress": snapshot, "config": self.cfg.to_dict()})
         except self.tf.errors.OpError as e:  # TensorFlow reports disk-full and permissions so
-            raise OSError(f"checkpoint write failed: {e.message.splitlines()[0][:160]}") from None
+            from checkpoints import op_error_cause
+            raise OSError(f"checkpoint write failed: {op_error_cause(e)}") from None
         self.last_ckpt_time = time.time()
         self.notify("on_checkpoint")
         self.timer.add("checkpoint", time.time() - ts)
@@ -691,7 +691,19 @@ class Trainer:
 
     def _write_fault(self, e: OSError) -> TrainingFault:
         return TrainingFault(f"cannot write to {self.run_dir.path}: {e.strerror or e}; stopped, "
-                             f"last good checkpoint kept in {self.run_dir / 'checkpoints'}")
+                             f"{self._what_is_kept()}")
+
+    def _what_is_kept(self) -> str:
+        """What a failed run leaves on disk to go on from, and what the directory then takes."""
+        from checkpoints import Checkpointer, find_intact
+        d = self.run_dir.path
+        try:
+            latest, _ = find_intact(d)
+        except CheckpointError:
+            return (f"no checkpoint was written, so {d} cannot be resumed; start the run again "
+                    "with --overwrite")
+        return (f"last good checkpoint kept ({Checkpointer._number(latest):,} env steps): "
+                f"continue with --resume {d}, or start again with --overwrite")
 
 
 # --- small helpers the trainer uses ----------------------------------------------------------

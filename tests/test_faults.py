@@ -407,3 +407,44 @@ def test_budget_is_never_overshot_by_a_chunk(tmp_path):
                       max_env_steps=2500, eval_episodes=4, confirm_episodes=0)
     summary = trainer.train(cfg)
     assert summary["total_env_steps"] == 2048 and summary["stop_reason"] == "max_env_steps"
+
+
+# --- faults during training: say what is on disk ----------------------------------------------------
+def test_nan_before_the_first_checkpoint_says_there_is_none(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli("--log-dir", str(run), "--lr", "1e308", *SMALL)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "non-finite loss" in lines[0] and "last good checkpoint" not in lines[0]
+    assert f"no checkpoint was written, so {run} cannot be resumed" in lines[0]
+    assert "--overwrite" in lines[0]
+    assert not list((run / "checkpoints").iterdir())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB file system: room for the run's small files, not for a checkpoint (~4.5 MB)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                              capture_output=True, text=True)
+    except OSError as e:
+        pytest.skip(f"cannot run mount: {e}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_at_the_first_checkpoint_names_the_cause_and_cleans_up(tiny_disk):
+    run = tiny_disk / "run"
+    proc = run_cli("--log-dir", str(run), "--seed", "0", *SMALL)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "checkpoint write failed: No space left on device" in lines[0]
+    assert "function_node" not in lines[0] and "[Op:" not in lines[0]
+    assert "no checkpoint was written" in lines[0] and "last good checkpoint" not in lines[0]
+    assert list((run / "checkpoints").iterdir()) == []  # no ckpt-N_temp/, no orphan state
