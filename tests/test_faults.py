@@ -448,3 +448,31 @@ def test_disk_full_at_the_first_checkpoint_names_the_cause_and_cleans_up(tiny_di
     assert "function_node" not in lines[0] and "[Op:" not in lines[0]
     assert "no checkpoint was written" in lines[0] and "last good checkpoint" not in lines[0]
     assert list((run / "checkpoints").iterdir()) == []  # no ckpt-N_temp/, no orphan state
+
+
+def test_round_played_in_place_gets_its_verdict_applied_and_survives_a_checkpoint():
+    """--no-eval-process plays a round at its start; its verdict must still be handed to the
+    trainer once (it was skipped, so such runs could never solve), and a round whose verdict is
+    pending goes through a checkpoint's JSON unchanged."""
+    import json
+
+    import numpy as np
+
+    import eval_rounds
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(size=s).astype(np.float32) for s in ((4, 8), (8,), (8, 2), (2,))]
+    runner = eval_rounds.RoundRunner(4, background=False)
+    runner.start(weights, seed=5, index=0, env_steps=2048, learn_steps=16)
+    assert runner.unapplied() and runner.completed(wait=True) == []  # no row before the verdict
+    saved = json.loads(json.dumps([r.to_json() for r in runner.unapplied()]))
+    r = runner.verdict()
+    assert r is not None and r.applied and runner.verdict() is None
+    assert [done for done, _ in runner.completed()] == [r]
+
+    again = eval_rounds.RoundRunner(4, background=False)
+    again.restore([eval_rounds.Round.from_json(d, 4) for d in saved])
+    back = again.verdict()
+    assert (back.index, back.env_steps, back.learn_steps, back.seed, back.passed) == (
+        r.index, r.env_steps, r.learn_steps, r.seed, r.passed)
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, weights))
+    assert np.array_equal(back.result.returns, r.result.returns)
