@@ -72,14 +72,10 @@ def finished_run(cfg: TrainConfig) -> tuple[int, str] | None:
     rewritten. None if the run has something left to do."""
     import rules
     from checkpoints import latest_checkpoint, read_state
-    prog = read_state(latest_checkpoint(cfg.log_dir)).get("progress")
-    try:
-        steps, solve_steps = prog["env_steps"], prog.get("solve_env_steps")
-        wall = float(prog.get("wall_before") or 0.0)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None  # the trainer's own checks report a damaged state
-    if not all(type(v) is int for v in (steps, solve_steps or 0)):
-        return None
+    from trainer import Progress
+    latest = latest_checkpoint(cfg.log_dir)
+    prog = Progress.from_checkpoint(read_state(latest), Path(latest).parent)  # one-line errors
+    steps, solve_steps, wall = prog.env_steps, prog.solve_env_steps, prog.wall_before
     reason = rules.stop_reason(steps, wall, solve_steps, cfg.keep_training, cfg.max_env_steps,
                                cfg.max_seconds, next_chunk=cfg.train_every * cfg.num_envs)
     if reason is None:
