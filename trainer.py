@@ -300,6 +300,8 @@ class Trainer:
         """
         import interrupts
         reason = self.stop_reason()
+        if reason is not None:  # a round restored from the checkpoint still gets its verdict
+            self.finish_round()
         interrupts.defer(True)
         try:
             while reason is None:
