@@ -8,7 +8,8 @@ TensorFlow is imported, so a bad flag costs milliseconds and prints one line, th
 - `--sweep SPEC.yaml`: a Ray Tune sweep               -> sweep.py
 
 Exit codes: 0 solved · 2 usage error, bad input or a fault that stopped training (one line on
-stderr) · 3 budget exhausted without solving · 130 interrupted (the last checkpoint is kept).
+stderr) · 3 budget exhausted without solving · 130 Ctrl-C, 143 SIGTERM (during training both
+save a checkpoint first; interrupts.py).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from training.cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
 from common.config import ConfigError, TrainConfig  # noqa: E402
-from common.errors import EXIT_SOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
+from common.errors import EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
 from common.run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
 
 __all__ = ["main", "TrainingFault"]
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = process_start_time()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    from common import interrupts
+    interrupts.install()
     try:
         modes = [f"--{m}" for m in ("evaluate", "resume", "seeds", "sweep") if getattr(args, m)]
         if len(modes) > 1:
@@ -46,15 +49,47 @@ def main(argv: list[str] | None = None) -> int:
             return run_sweep(args)
         if args.resume:
             cfg, resume = resume_config(args.resume, args), True
+            finished = finished_run(cfg)
+            if finished is not None:
+                print(f"cartpole.py: {finished[1]}", file=sys.stderr)
+                return finished[0]
         else:
             cfg, resume = config_from_args(args), False
         return int(train_with_profile(cfg, resume, t0)["exit_code"])
     except USER_ERRORS as e:
         print(f"cartpole.py: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("cartpole.py: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (interrupts.Terminated)
+        what = str(e) or (f"stopped by {interrupts.signal_name(e)} before training or after it; "
+                          "no checkpoint was saved by this stop")
+        print(f"cartpole.py: {what}", file=sys.stderr)
+        return interrupts.exit_code(e)
+
+
+def finished_run(cfg: TrainConfig) -> tuple[int, str] | None:
+    """For --resume of a run whose stop rule already holds at its latest checkpoint (solved, or
+    its budget spent): its exit code and a line saying so, so that nothing is trained or
+    rewritten. None if the run has something left to do."""
+    from common import rules
+    from training.checkpoints import latest_checkpoint, read_state
+    from training.trainer import Progress
+    latest = latest_checkpoint(cfg.log_dir)
+    prog = Progress.from_checkpoint(read_state(latest), Path(latest).parent)  # one-line errors
+    steps, solve_steps, wall = prog.env_steps, prog.solve_env_steps, prog.wall_before
+    reason = rules.stop_reason(steps, wall, solve_steps, cfg.keep_training, cfg.max_env_steps,
+                               cfg.max_seconds, next_chunk=cfg.train_every * cfg.num_envs)
+    if reason is None:
+        return None
+    d = cfg.log_dir
+    if reason == rules.STOP_SOLVED:
+        return EXIT_SOLVED, (f"the run in {d} is finished: solved at {solve_steps:,} env steps "
+                             f"and trained to {steps:,}; nothing to do, nothing changed (give a "
+                             "larger --keep-training to train on after the solve)")
+    budget = (f"--max-seconds {cfg.max_seconds:g} ({wall:.0f} s used)"
+              if reason == rules.STOP_MAX_SECONDS else f"--max-env-steps {cfg.max_env_steps:,}")
+    return EXIT_UNSOLVED, (f"the run in {d} is at {steps:,} env steps and {budget} leaves no room "
+                           "for another chunk; nothing to do, nothing changed (give a larger "
+                           "budget to train on)")
 
 
 def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,

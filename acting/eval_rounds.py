@@ -18,6 +18,8 @@ cannot be started (or `background=False`).
 """
 from __future__ import annotations
 
+import base64
+import os
 import pickle
 import struct
 import subprocess
@@ -48,6 +50,26 @@ class Round:
     verdict_wall_s: float = 0.0     # when the trainer learned the verdict
     certificate: EvalResult | None = None  # the certificate this snapshot played, if any
     certificate_seed: int | None = None     # its episode seeds start here
+    applied: bool = False           # the trainer has applied the verdict (at an eval point)
+
+    def to_json(self) -> dict[str, Any]:
+        """A complete round whose verdict is not applied yet, as a checkpoint carries it."""
+        return {"index": self.index, "env_steps": self.env_steps, "learn_steps": self.learn_steps,
+                "seed": self.seed, "returns": [float(x) for x in self.result.returns],
+                "weights": [{"shape": list(w.shape), "data": base64.b64encode(
+                    np.ascontiguousarray(w, "<f4").tobytes()).decode()} for w in self.weights]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], episodes: int) -> "Round":
+        """The round `to_json` saved (ValueError/TypeError/KeyError if it is not one)."""
+        weights = [np.frombuffer(base64.b64decode(w["data"], validate=True), "<f4")
+                   .reshape(w["shape"]).astype(np.float32) for w in d["weights"]]
+        NumpyQNetwork(weights)  # ValueError unless these are a network's weights
+        r = cls(int(d["index"]), int(d["env_steps"]), int(d["learn_steps"]), weights,
+                int(d["seed"]))
+        r.result = EvalResult(np.asarray(d["returns"], np.float64), episodes)
+        r.passed = r.result.passed
+        return r
 
 
 def send(stream: BinaryIO, obj: Any) -> None:
@@ -125,21 +147,35 @@ class RoundRunner:
         r.passed = r.result.passed
 
     def verdict(self) -> Round | None:
-        """The oldest round without a verdict, once it has one (waits for it); None if none."""
-        r = next((r for r in self.rounds if r.passed is None), None)
+        """The oldest round whose verdict is not applied, once it has one (waits for it), now
+        marked applied; None if there is none."""
+        r = next((r for r in self.rounds if not r.applied), None)
         while r is not None and r.passed is None:
             self._read_one()
+        if r is not None:
+            r.applied = True
         return r
 
     def completed(self, wait: bool = False) -> list[tuple[Round, EvalResult]]:
-        """Rounds whose every episode has been played, oldest first (with `wait`, all of them)."""
+        """Rounds with their verdict applied and every episode played, oldest first (with
+        `wait`, every round is first played out)."""
         while wait and self.rounds and self.rounds[-1].result is None:
             self._read_one()
         done = []
-        while self.rounds and self.rounds[0].result is not None:
+        while self.rounds and self.rounds[0].result is not None and self.rounds[0].applied:
             r = self.rounds.pop(0)
             done.append((r, r.result))
         return done
+
+    def unapplied(self) -> list[Round]:
+        """Rounds played out whose verdict waits for the next evaluation point (after
+        `completed(wait=True)`, every round left): what a checkpoint must carry."""
+        return [r for r in self.rounds if not r.applied]
+
+    def restore(self, rounds: list[Round]) -> None:
+        """Rounds a checkpoint carried: their verdicts are applied at the next evaluation point,
+        as they would have been had the run not stopped."""
+        self.rounds.extend(rounds)
 
     def _read_one(self) -> None:
         """Take the worker's next message; if it is gone, replay the unfinished rounds here."""
@@ -182,8 +218,18 @@ def worker_main() -> int:
     """Play rounds sent on stdin until it closes. For each: ("verdict", passed) as soon as it
     is known (at the first failure, or at the end), then ("done", returns, seconds)."""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Ctrl-C and SIGTERM (from `timeout`, Slurm, systemd: often sent to the whole process group)
+    # are the trainer's to handle: its final checkpoint may still need this round's verdict. It
+    # ends us by closing our stdin, or by SIGKILL.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        return _serve(sys.stdin.buffer, sys.stdout.buffer)
+    except OSError:  # BrokenPipeError above all: the trainer is gone, nobody to tell anything
+        os._exit(0)  # not sys.exit: flushing the dead pipe at exit would print a traceback
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     while True:
         job = receive(stdin)
         if job is None:

@@ -238,6 +238,7 @@ class TrainConfig:
             raise ConfigError(f"--failure-capacity must be positive, got {self.failure_capacity}")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"--batch-size ({self.batch_size}) must not exceed --buffer-size ({self.buffer_size})")
+        self._check_trainable_sizes()
         if not self.hidden or any(h <= 0 for h in self.hidden) or len(self.hidden) > 8:
             raise ConfigError(f"--hidden needs 1 to 8 positive widths, got {','.join(map(str, self.hidden))}")
         if self.max_seconds is not None and self.max_seconds <= 0:
@@ -258,6 +259,25 @@ class TrainConfig:
             if choices is not None and getattr(self, f.name) not in choices:
                 raise ConfigError(f"{flag_name(f.name)} must be one of {', '.join(choices)}, "
                                   f"got {getattr(self, f.name)!r}")
+    def _check_trainable_sizes(self) -> None:
+        """Sizes that are each valid but cannot train together, and sizes the machine cannot hold.
+
+        Every call stores a chunk of train_every * num_envs transitions at once: a budget below
+        one chunk cannot run a single call, and a replay buffer below one chunk overwrites the
+        chunk within itself, so the network learns from a handful of transitions over and over
+        and diverges (--buffer-size 1 --batch-size 1 did)."""
+        chunk = self.train_every * self.num_envs
+        if self.max_env_steps < chunk:
+            raise ConfigError(f"--max-env-steps ({self.max_env_steps}) is less than one chunk "
+                              f"(--train-every x --num-envs = {chunk} env steps)")
+        if self.buffer_size < chunk:
+            raise ConfigError(f"--buffer-size ({self.buffer_size}) must hold at least one chunk "
+                              f"(--train-every x --num-envs = {chunk} transitions)")
+        need, have = memory_needed(self), available_memory()
+        if have is not None and need > have:
+            raise ConfigError(f"--hidden {','.join(map(str, self.hidden))} with --batch-size "
+                              f"{self.batch_size} and --buffer-size {self.buffer_size} needs about "
+                              f"{need / 2**30:.1f} GiB of memory; {have / 2**30:.1f} GiB is available")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -285,6 +305,33 @@ class TrainConfig:
             if f.name in d:
                 values[f.name] = _typed(f, d[f.name])
         return cls(**values)
+
+
+#: CartPole-v1's observation and action sizes (the network's input and output widths).
+OBS_SIZE, NUM_ACTIONS = 4, 2
+
+
+def memory_needed(cfg: TrainConfig) -> int:
+    """A lower estimate (bytes) of what a run's arrays take, float32 throughout: each weight is
+    held ~8 times (online and target networks, gradient, two Adam slots, the NumPy copies of the
+    trainer and the evaluation worker, a snapshot), each replay row (2 observations, action,
+    reward, done) twice with the sum tree, and a batch's activations ~6 times (forward and
+    backward, online and target). Checked before anything is allocated, so an impossible
+    --hidden is one line, not an allocation failure deep in TensorFlow."""
+    widths = [OBS_SIZE, *cfg.hidden, NUM_ACTIONS]
+    params = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    replay = cfg.buffer_size * ((2 * OBS_SIZE + 3) * 2 + 2)
+    activations = cfg.batch_size * sum(widths) * 6
+    return 4 * (8 * params + replay + activations)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now, or None if it cannot be told."""
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil or no /proc: skip the check, never fail on it
+        return None
 
 
 def flag_name(field_name: str) -> str:

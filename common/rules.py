@@ -85,15 +85,17 @@ def replay(verdicts: Iterable[bool], solve_rounds: int, state: SolveState = Solv
 
 
 def stop_reason(env_steps: int, wall_s: float, solve_env_steps: int | None, keep_training: int,
-                max_env_steps: int, max_seconds: float | None) -> str | None:
+                max_env_steps: int, max_seconds: float | None, next_chunk: int = 0) -> str | None:
     """Why the run stops now, or None to go on.
 
     `solve_env_steps` is the env-step count at the solve (None if not solved); it is part of the
-    checkpointed state, so a run resumed after its solve stops at the same point.
+    checkpointed state, so a run resumed after its solve stops at the same point. `next_chunk`
+    is the env steps the next chunk would take: a chunk that would pass `max_env_steps` is not
+    started, so the budget is never overshot.
     """
     if solve_env_steps is not None and env_steps >= solve_env_steps + keep_training:
         return STOP_SOLVED
-    if env_steps >= max_env_steps:
+    if env_steps + next_chunk > max_env_steps or env_steps >= max_env_steps:
         return STOP_MAX_ENV_STEPS
     if max_seconds is not None and wall_s >= max_seconds:
         return STOP_MAX_SECONDS

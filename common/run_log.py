@@ -7,7 +7,8 @@ row per learning call or eval round, so this stays cheap.
 
 `RunDir.prepare` decides whether a directory may take a run: a new run never goes into a
 directory that already holds one (their files would mix), `--overwrite` removes only the files
-a run writes, and `--resume` needs a run to continue.
+a run writes, and `--resume` needs a run to continue. It first takes an exclusive lock on the
+directory (`lock_dir`), held for the run's life, so two processes never run in one directory.
 
 No TensorFlow here: this is Python I/O only.
 """
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any, Iterable, Sequence
 CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON = "config.json", "summary.json", "timings.json"
 METRICS_CSV, EVAL_CSV, FIGURE_PNG = "metrics.csv", "eval.csv", "training_metrics.png"
 PROFILE_PROF, PROFILE_TXT = "profile.prof", "profile.txt"
+LOCK_FILE = ".cartpole.lock"  # never removed: see lock_dir
 CHECKPOINT_DIR, MODEL_DIR, SCRIPTS_DIR = "checkpoints", "model", "scripts"
 BEST_MODEL, FINAL_MODEL = "best.keras", "final.keras"
 
@@ -156,6 +159,42 @@ TEMP_GLOBS = (".*.tmp", "*.tmp.keras")
 PREPARE_MODES = ("new", "overwrite", "resume")
 
 
+def lock_dir(path: str | os.PathLike) -> Any:
+    """Take the exclusive lock of the existing directory `path` for this process; return the open
+    lock file, which holds the lock until it is closed. LogDirError (one line) if another
+    process holds it.
+
+    `flock` on a file in the directory: the kernel releases it when the process ends however it
+    ends (kill -9 included), so a crashed run never leaves a stale lock behind, and it is taken
+    atomically, so of two runs started at the same moment exactly one gets the directory. The
+    lock file is never deleted (not even by --overwrite): a run locking a new file of the same
+    name would not exclude one still holding the old one. Its content (the holder's PID) is only
+    for the message. Where there is no flock (not POSIX), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    p = Path(path)
+    f = open(p / LOCK_FILE, "a+")  # not inherited by child processes (PEP 446)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise LogDirError(f"log dir {p} is in use by another run{pid}; wait for it to end "
+                          "or choose another --log-dir") from None
+    except BaseException:
+        f.close()
+        raise
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def run_markers(path: str | os.PathLike) -> list[str]:
     """The `RUN_MARKERS` present in `path` (empty if it holds no run or does not exist)."""
     p = Path(path)
@@ -196,19 +235,30 @@ def _remove_run_files(p: Path) -> None:
 
 
 def _remove_temporaries(p: Path) -> None:
-    """Remove leftovers of writes that were interrupted (a crash between write and rename)."""
+    """Remove leftovers of writes that were interrupted (a crash between write and rename, or
+    TensorFlow's ckpt-N_temp/ of a checkpoint save that never finished)."""
     for d in (p, *(p / sub for sub in RUN_SUBDIRS), *(p / SCRIPTS_DIR).glob("**/")):
         for pattern in TEMP_GLOBS:
             for f in d.glob(pattern):
                 if f.is_file():
                     f.unlink()
+    for d in (p / CHECKPOINT_DIR).glob("ckpt-*_temp"):
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class RunDir:
     """A log directory that has been checked to be usable, with paths to everything in it."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, lock: Any = None):
         self.path = Path(path)
+        self._lock = lock  # the open lock file (lock_dir); closing it releases the directory
+
+    def release(self) -> None:
+        """Give up the directory's lock (also done by the kernel when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @classmethod
     def prepare(cls, path: str | None, mode: str = "new") -> "RunDir":
@@ -225,24 +275,41 @@ class RunDir:
         p = Path(path) if path else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         if p.exists() and not p.is_dir():
             raise LogDirError(f"log dir {p} exists and is not a directory")
+        if mode == "resume" and not p.is_dir():
+            raise LogDirError(f"no run directory at {p}")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+            lock = lock_dir(p)  # before looking at what the directory holds: see lock_dir
+        except LogDirError:
+            raise
+        except OSError as e:
+            raise LogDirError(f"log dir {p} is not writable: {e.strerror or e}") from None
+        try:
+            cls._make_ready(p, mode)
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+        return cls(p, lock)
+
+    @staticmethod
+    def _make_ready(p: Path, mode: str) -> None:
         used = run_markers(p)
         if mode == "resume" and not used:
-            raise LogDirError(f"no run to resume in {p}" if p.is_dir() else f"no run directory at {p}")
+            raise LogDirError(f"no run to resume in {p}")
         if mode == "new" and used:
             raise LogDirError(f"log dir {p} already holds a run ({', '.join(used[:2])}); continue "
                               f"it with --resume {shlex.quote(str(p))} or replace it with --overwrite")
         try:
-            if mode == "overwrite" and p.is_dir():
+            if mode == "overwrite":
                 _remove_run_files(p)
-            if p.is_dir():
-                _remove_temporaries(p)
+            _remove_temporaries(p)
             (p / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
             (p / MODEL_DIR).mkdir(exist_ok=True)
             atomic_write_text(p / ".write-test", "ok\n")
             os.unlink(p / ".write-test")
         except OSError as e:
             raise LogDirError(f"log dir {p} is not writable: {e.strerror or e}") from None
-        return cls(p)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

@@ -363,8 +363,10 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     workers = _checked_workers(seeds, train_args, workers)
     command = list(command) if command is not None else default_command()
     log_dir = Path(log_dir)
-    _refuse_existing_runs(log_dir, seeds, train_args)
     log_dir.mkdir(parents=True, exist_ok=True)
+    # One runner per directory (its record would mix); each seed_<n> is locked by its own run.
+    lock = run_log.lock_dir(log_dir)  # held until this function returns; LogDirError if taken
+    _refuse_existing_runs(log_dir, seeds, train_args)
     manifest = _Manifest.open(log_dir)
     manifest.start(command, train_args, workers, seeds)
     console = _SeedsConsole(len(seeds), quiet)
@@ -381,6 +383,8 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     manifest.data["interrupted"] = interrupted
     manifest.save()
     write_report(log_dir)
+    if lock is not None:
+        lock.close()
     if interrupted:
         raise KeyboardInterrupt
     return 0 if console.failed == 0 else 1

@@ -403,9 +403,12 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     except ImportError:
         raise SweepError(YAML_MISSING) from None
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise SweepError(f"cannot read sweep spec {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # a binary file, or a text in another encoding
+        raise SweepError(f"sweep spec {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start}); YAML specs are read as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

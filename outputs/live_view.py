@@ -411,6 +411,9 @@ def child_main(argv: list[str]) -> int:
     # Ctrl-C at the terminal reaches the whole process group: the trainer handles it (and
     # closes us); the window itself must not die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (the trainer's `abort`, or `timeout`/systemd signalling the whole group) ends the
+    # window quietly: the trainer writes the figure itself if it still needs one.
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     # The trainer's evaluation worker also wants the second core. Lowest priority: whenever the
     # CPUs are contended the window refreshes less often, and the trainer does not slow down.
     # Not for the off-screen figure (no live redraws): its one render is the final PNG, which
@@ -430,7 +433,10 @@ def child_main(argv: list[str]) -> int:
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
     report = run_child(inbox, window, args.title, args.refresh)
     report["backend"] = window.backend
-    print(json.dumps(report), flush=True)
+    try:
+        print(json.dumps(report), flush=True)
+    except OSError:  # BrokenPipeError: the trainer is gone and wants no report
+        os._exit(0)  # not sys.exit: flushing the dead pipe at exit would print a traceback
     return 0
 
 

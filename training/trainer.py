@@ -73,6 +73,9 @@ class Progress:
     metrics_rows: list[dict[str, Any]] = field(default_factory=list)
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
     act_rng_state: dict[str, Any] | None = None
+    # Evaluation rounds played but whose verdict was not yet applied (eval_rounds.Round.to_json):
+    # a checkpoint applies no verdict early, so that when checkpoints happen changes nothing.
+    rounds_in_flight: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def solved(self) -> bool:
@@ -89,14 +92,53 @@ class Progress:
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any], where: Path) -> "Progress":
+        """The Progress saved in a checkpoint's state, every field's type checked (a wrong one
+        is a one-line CheckpointError here, not a TypeError deep in the loop)."""
         try:
-            prog = cls(**state["progress"])
-            if not isinstance(prog.act_rng_state, dict):
-                raise TypeError("act_rng_state missing")
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"checkpoint state in {where} does not fit this version "
-                                  f"({type(e).__name__}: {e})") from None
+            values = state["progress"]
+            if not isinstance(values, dict):
+                raise TypeError(f"progress is {type(values).__name__}, not an object")
+            prog = cls(**values)
+            for f in dataclasses.fields(cls):
+                check_progress_field(f.name, str(f.type), getattr(prog, f.name))
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"checkpoint state in {where} is damaged or from another "
+                                  f"version ({type(e).__name__}: {e})") from None
         return prog
+
+
+def restored_rounds(prog: Progress, episodes: int, run_dir: RunDir) -> list:
+    """The rounds a checkpoint carried (Progress.rounds_in_flight), or a one-line error."""
+    from acting.eval_rounds import Round
+    try:
+        return [Round.from_json(d, episodes) for d in prog.rounds_in_flight]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint state in {run_dir / 'checkpoints'} holds a damaged "
+                              f"evaluation round ({type(e).__name__}: {e})") from None
+
+
+def check_progress_field(name: str, kind: str, value: Any) -> None:
+    """TypeError/ValueError unless `value` fits Progress field `name` of type `kind`."""
+    if name == "act_rng_state":  # every checkpoint saves one the generator accepts
+        if not isinstance(value, dict):
+            raise TypeError(f"act_rng_state is {type(value).__name__}, not an object")
+        try:
+            np.random.PCG64().state = value
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"act_rng_state is not a generator state ({type(e).__name__}: "
+                             f"{e})") from None
+        return
+    if value is None and "None" in kind:
+        return
+    if kind.startswith("list"):
+        if not (isinstance(value, list) and all(isinstance(r, dict) for r in value)):
+            raise TypeError(f"{name} should be a list of rows")
+        return
+    numbers = (int, float) if kind.startswith("float") else (int,)
+    if isinstance(value, bool) or not isinstance(value, numbers):
+        raise TypeError(f"{name} should be {kind}, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} should not be negative, got {value!r}")
 
 
 class Timer:
@@ -140,8 +182,15 @@ class Trainer:
         mode = "resume" if resume else ("overwrite" if getattr(cfg, "overwrite", False) else "new")
         if cfg.graphics:
             check_video_format(cfg.video_format)  # before training, not after it
-        self.run_dir = RunDir.prepare(cfg.log_dir, mode)
-        self.cfg = cfg = cfg.replace(log_dir=str(self.run_dir.path))
+        self.run_dir = RunDir.prepare(cfg.log_dir, mode)  # locked until run() ends
+        try:
+            self._set_up(cfg.replace(log_dir=str(self.run_dir.path)), resume)
+        except BaseException:
+            self.run_dir.release()
+            raise
+
+    def _set_up(self, cfg: TrainConfig, resume: bool) -> None:
+        self.cfg = cfg
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
                  + (", resuming from its latest checkpoint" if resume else ""))
         t = time.time()
@@ -240,6 +289,7 @@ class Trainer:
         self.last_ckpt_steps = self.prog.env_steps
         self.first_call, self.current_lr = True, None
         self.round_runner = RoundRunner(cfg.eval_episodes, background=cfg.eval_process)
+        self.round_runner.restore(restored_rounds(self.prog, cfg.eval_episodes, self.run_dir))
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -252,10 +302,20 @@ class Trainer:
         except BaseException:
             self.abort_observers()
             raise
+        finally:
+            self.run_dir.release()
 
     def loop(self) -> str:
-        """The phases, until a stop rule holds; returns why it stopped."""
-        reason = None
+        """The phases, until a stop rule holds; returns why it stopped.
+
+        The stop rules are checked before every chunk (a resumed run past its budget runs none).
+        Ctrl-C and SIGTERM are taken between chunks: checkpoint, then the one-line exception.
+        """
+        from common import interrupts
+        reason = self.stop_reason()
+        if reason is not None:  # a round restored from the checkpoint still gets its verdict
+            self.finish_round()
+        interrupts.defer(True)
         try:
             while reason is None:
                 eps = self.collect()
@@ -264,15 +324,29 @@ class Trainer:
                 if self.evaluation_due():
                     self.evaluate()
                 self.checkpoint_if_due()
+                if interrupts.pending() is not None:
+                    self.stop_on_signal(interrupts.pending())
                 reason = self.stop_reason()
                 if reason is not None:  # the round in flight may still solve the run
                     self.finish_round()
                     reason = self.stop_reason()
         finally:
+            interrupts.defer(False)
             self.round_runner.close()
             if self.bar is not None:
                 self.bar.close()
         return reason
+
+    def stop_on_signal(self, signum: int) -> None:
+        """Ctrl-C or SIGTERM arrived during the last chunk: checkpoint here and stop."""
+        from common import interrupts
+        interrupts.defer(False)  # a second signal while checkpointing stops at once
+        self.checkpoint()
+        d = self.run_dir.path
+        exc = interrupts.exception_for(signum)
+        raise interrupts.exception_for(signum, (
+            f"stopped by {interrupts.signal_name(exc)} at {self.prog.env_steps:,} env steps; "
+            f"checkpoint saved in {d / 'checkpoints'} (continue with --resume {d})"))
 
     def abort_observers(self) -> None:
         """The run failed: stop what has a process of its own (the figure's), write nothing
@@ -325,8 +399,7 @@ class Trainer:
         if not np.isfinite(loss):
             raise TrainingFault(
                 f"non-finite loss ({loss}) at learning step {prog.learn_steps} "
-                f"(env step {prog.env_steps}); stopped, last good checkpoint kept in "
-                f"{self.run_dir / 'checkpoints'}")
+                f"(env step {prog.env_steps}); stopped, {self._what_is_kept()}")
         return stats, n_learn, lr, beta
 
     def _time_learning_call(self, dt: float) -> None:
@@ -522,10 +595,15 @@ class Trainer:
                                  "solve_learn_steps": prog.solve_learn_steps})
 
     def checkpoint_if_due(self) -> None:
+        """Every `checkpoint_every` env steps, and `checkpoint_seconds` after the last one. A
+        checkpoint changes nothing in the run (see `checkpoint`), so the time-based ones leave
+        the training path a function of env steps only, and the step schedule ignores them."""
         now, cfg = time.time(), self.cfg
-        if (self.prog.env_steps - self.last_ckpt_steps >= cfg.checkpoint_every
-                or now - self.last_ckpt_time >= cfg.checkpoint_seconds):
+        by_steps = self.prog.env_steps - self.last_ckpt_steps >= cfg.checkpoint_every
+        if by_steps or now - self.last_ckpt_time >= cfg.checkpoint_seconds:
             self.checkpoint()
+            if by_steps:
+                self.last_ckpt_steps = self.prog.env_steps
         elif now - self.last_csv_flush >= CSV_FLUSH_SECONDS:
             ts = time.perf_counter()
             self.flush_csvs()
@@ -533,9 +611,14 @@ class Trainer:
             self.timer.add("logging", time.perf_counter() - ts)
 
     def checkpoint(self) -> None:
-        self.finish_round()  # a checkpoint holds no round in flight
+        """Save the run's state. Applies no verdict: the rounds started are played out (their
+        rows recorded) and the one whose verdict waits for the next evaluation point is saved
+        with the checkpoint, so a run checkpointed at any moment decides exactly as one that
+        was not, and a resumed run applies that verdict where the original would have."""
+        self.log_finished_rounds(wait=True)
         ts = time.time()
         prog = self.prog
+        prog.rounds_in_flight = [r.to_json() for r in self.round_runner.unapplied()]
         self.flush_csvs()
         prog.act_rng_state = self.act_rng.bit_generator.state
         snapshot = dataclasses.asdict(prog)
@@ -543,8 +626,9 @@ class Trainer:
         try:
             self.checkpointer.save(prog.env_steps, {"progress": snapshot, "config": self.cfg.to_dict()})
         except self.tf.errors.OpError as e:  # TensorFlow reports disk-full and permissions so
-            raise OSError(f"checkpoint write failed: {e.message.splitlines()[0][:160]}") from None
-        self.last_ckpt_time, self.last_ckpt_steps = time.time(), prog.env_steps
+            from training.checkpoints import op_error_cause
+            raise OSError(f"checkpoint write failed: {op_error_cause(e)}") from None
+        self.last_ckpt_time = time.time()
         self.notify("on_checkpoint")
         self.timer.add("checkpoint", time.time() - ts)
 
@@ -555,7 +639,8 @@ class Trainer:
     def stop_reason(self) -> str | None:
         prog, cfg = self.prog, self.cfg
         return rules.stop_reason(prog.env_steps, self.wall(), prog.solve_env_steps,
-                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds)
+                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds,
+                                 next_chunk=cfg.train_every * cfg.num_envs)
 
     # --- wrap-up -----------------------------------------------------------------------------
     def wrap_up(self, reason: str) -> dict[str, Any]:
@@ -710,7 +795,19 @@ class Trainer:
 
     def _write_fault(self, e: OSError) -> TrainingFault:
         return TrainingFault(f"cannot write to {self.run_dir.path}: {e.strerror or e}; stopped, "
-                             f"last good checkpoint kept in {self.run_dir / 'checkpoints'}")
+                             f"{self._what_is_kept()}")
+
+    def _what_is_kept(self) -> str:
+        """What a failed run leaves on disk to go on from, and what the directory then takes."""
+        from training.checkpoints import Checkpointer, find_intact
+        d = self.run_dir.path
+        try:
+            latest, _ = find_intact(d)
+        except CheckpointError:
+            return (f"no checkpoint was written, so {d} cannot be resumed; start the run again "
+                    "with --overwrite")
+        return (f"last good checkpoint kept ({Checkpointer._number(latest):,} env steps): "
+                f"continue with --resume {d}, or start again with --overwrite")
 
 
 # --- small helpers the trainer uses ----------------------------------------------------------
