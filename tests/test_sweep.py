@@ -47,6 +47,7 @@ def fake_train(cfg: TrainConfig, on_eval: Any = None) -> dict[str, Any]:
       solving round's wall_s is 0.5 * rounds + seed.
     lr 0.002: reports 6 poor rounds (ASHA cuts it).
     lr 0.003: raises a NaN-style fault before any evaluation.
+    Like the trainer, it ends after a round for which on_eval returns a reason (a stop request).
     """
     os.makedirs(cfg.log_dir, exist_ok=True)
     run_log.atomic_write_json(Path(cfg.log_dir) / "fake_config.json",
@@ -55,21 +56,24 @@ def fake_train(cfg: TrainConfig, on_eval: Any = None) -> dict[str, Any]:
         raise RuntimeError("non-finite loss at learning step 12\n(second line never shown)")
     slow = math.isclose(cfg.lr, SLOW_LR)
     head_start = cfg.seed % 2
-    rounds = 6 if slow else cfg.solve_rounds - head_start
-    for r in range(1, rounds + 1):
+    last = 6 if slow else cfg.solve_rounds - head_start
+    stopped = None
+    for rounds in range(1, last + 1):
         time.sleep(0.05)
-        mean = 20.0 * r if slow else 500.0
-        on_eval({"round": r, "wall_s": 0.5 * r + cfg.seed, "env_steps": 2048 * r,
-                 "learn_steps": 128 * r, "episodes": 64, "mean": mean, "min": mean, "max": mean,
-                 "at_500": 0 if slow else 64, "passed": not slow,
-                 "consecutive": 0 if slow else r + head_start})
-    solved = not slow
+        mean = 20.0 * rounds if slow else 500.0
+        stopped = on_eval({"round": rounds, "wall_s": 0.5 * rounds + cfg.seed,
+                           "env_steps": 2048 * rounds, "learn_steps": 128 * rounds, "episodes": 64,
+                           "mean": mean, "min": mean, "max": mean, "at_500": 0 if slow else 64,
+                           "passed": not slow, "consecutive": 0 if slow else rounds + head_start})
+        if stopped:
+            break  # asked to stop after this round, as the trainer honours it
+    solved = not slow and rounds == cfg.solve_rounds - head_start
     return {"solved": solved, "solve_wall_s": 0.5 * rounds + cfg.seed if solved else None,
             "solve_env_steps": 2048 * rounds if solved else None,
             "confirm_mean_return": 500.0 if solved else None, "total_env_steps": 2048 * rounds,
             "total_wall_s": 0.5 * rounds + cfg.seed, "exit_code": 0 if solved else 3,
-            "stop_reason": "solved" if solved else "max_env_steps",
-            "best_eval_mean": 500.0 if solved else 120.0, "eval_rounds": rounds}
+            "stop_reason": stopped or ("solved" if solved else "max_env_steps"),
+            "best_eval_mean": 20.0 * rounds if slow else 500.0, "eval_rounds": rounds}
 
 
 def write_spec(tmp_path: Path, text: str) -> str:
@@ -471,8 +475,8 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
     # 4 trials, 2 at a time (see fake_train and _seeded_fake):
-    #   lr 0.001 seed 0: solves on its 3rd round = ASHA's max_t, so Tune stops it before the
-    #                    final summary: it must still count as solved (from its rounds);
+    #   lr 0.001 seed 0: solves on its 3rd round = ASHA's max_t; ASHA's stop is relayed to the
+    #                    trial, which ends itself and still reports its summary;
     #   lr 0.001 seed 1: solves on its 2nd round and finishes normally;
     #   lr 0.003 seed 0: raises inside the trainer -> failed, the sweep goes on;
     #   lr 0.003 seed 1: (slow) poor rounds -> cut by ASHA.
@@ -496,6 +500,7 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     cut_after_solving, finished, failed, cut = (rows[n] for n in sorted(rows))
     assert (cut_after_solving["status"], cut_after_solving["solved"]) == ("stopped-early", "True")
     assert cut_after_solving["solve_wall_s"] == "1.5" and cut_after_solving["stop_reason"] == "asha"
+    assert cut_after_solving["confirm_mean_return"] == "500"  # only in its summary: it ended itself
     assert (finished["status"], finished["solved"], finished["solve_wall_s"]) == ("ok", "True", "2")
     assert finished["confirm_mean_return"] == "500" and finished["stop_reason"] == "solved"
     assert failed["status"] == "failed" and failed["solved"] == "False"
