@@ -366,10 +366,11 @@ def _outcome(m: dict[str, Any], ray_error: str | None) -> str:
 
 def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
                        record: Callable[[int, dict[str, Any], str | None], None],
-                       say: Callable[[str], None], why_died: Callable[[dict[str, Any]], str]) -> Any:
+                       say: Callable[[str], None],
+                       lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
     """A Tune callback (driver side) that records each finished trial's last result via
-    `record` and prints one line about it. `why_died(last_result)` words a trial whose process
-    Ray lost."""
+    `record` and prints one line about it. `lost_node(last_result)` is the error of a trial
+    whose node died under it, or None."""
 
     class Progress(tune.Callback):
         def __init__(self) -> None:
@@ -384,10 +385,13 @@ def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
             say(f"[{self.done}/{len(trials)}] {t.name}{shown} seed={t.seed}: {_outcome(m, ray_error)}")
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, None)
+            last = dict(trial.last_result or {})
+            # Ended without its final row: the scheduler's stop, or the sweep's end on a lost node.
+            self._finish(trial, None if last.get("final") else lost_node(last))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, why_died(dict(trial.last_result or {})))
+            self._finish(trial, lost_node(dict(trial.last_result or {}))
+                         or "the trial process died (see ray_tune/ for Ray's record)")
 
     return Progress()
 
@@ -594,14 +598,13 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
                 "ray": f"{ray.__version__}, " + (f"cluster at {ray_address}" if ray_address
                                                   else f"local, {cluster_cpus:g} CPUs")}
 
-        def why_died(last: dict[str, Any]) -> str:
+        def lost_node(last: dict[str, Any]) -> str | None:
             watch.refresh()
-            if last.get("node_ip") in set(watch.lost.values()):
-                return _node_died(last["node_ip"])
-            return "the trial process died (see ray_tune/ for Ray's record)"
+            ip = last.get("node_ip")
+            return _node_died(ip) if ip in set(watch.lost.values()) else None
 
         callback = _progress_callback(tune, trials, [d.name for d in spec.varying], results.record,
-                                      say, why_died)
+                                      say, lost_node)
         watcher, stopper = sweep_cluster.watch_hooks(tune, watch)
         trial_table = {t.index: {"name": t.name, "overrides": t.overrides} for t in trials}
         cpus = spec.resources.get("cpu", 1.0)

@@ -127,8 +127,7 @@ class Watch:
         why = no_fit_line(nodes, self.request)
         if why is not None and pending + running:
             lost = f"; lost: {', '.join(sorted(set(self.lost.values())))}" if self.lost else ""
-            self.ended = (f"sweep: no node left that can run a trial ({why}{lost}); "
-                          f"ending the sweep with {pending} trial{'s' if pending != 1 else ''} not run")
+            self.ended = f"sweep: no node left that can run a trial ({why}{lost}); ending the sweep"
             self.say(self.ended)
             return
         if not pending or running or fits(self.free(), self.request):

@@ -26,6 +26,7 @@ import run_log
 import sweep
 import sweep_report
 import sweep_spec
+import sweep_cluster
 import sweep_storage
 from config import TrainConfig
 
@@ -277,6 +278,125 @@ def test_run_trial_turns_an_exception_into_a_failed_row(tmp_path: Path) -> None:
     assert len(reports) == 1 and final["final"] and final["status"] == "failed"
     assert final["error"] == "RuntimeError: non-finite loss at learning step 12"
     assert final["solved"] is False and final["eval_mean"] == 0.0
+
+
+def test_a_stop_asked_after_a_round_ends_the_trial_by_itself(tmp_path: Path) -> None:
+    """The scheduler's stop, relayed: the trainer is asked to end after that round (on_eval's
+    return value), ends as at a budget, and the trial's final row says it was stopped early."""
+    reports: list[dict] = []
+    asked: list[int] = []
+
+    def stop_asked() -> str | None:
+        asked.append(len(reports))
+        return "asha" if len(reports) == 2 else None
+    final = sweep.run_trial({"name": "t", "overrides": {"lr": SLOW_LR, "seed": 0}}, fake_train,
+                            str(tmp_path), 1, reports.append, stop_asked=stop_asked)
+    assert asked == [1, 2]  # after each report, until it said stop
+    assert [r["final"] for r in reports] == [False, False, True]
+    assert (final["status"], final["stop_reason"], final["eval_rounds"]) == ("stopped-early", "asha", 2)
+    # A stop that comes too late (the run ended on its own budget first) is not a scheduler's cut.
+    late = sweep.run_trial({"name": "u", "overrides": {"lr": 0.001, "seed": 1}}, fake_train,
+                           str(tmp_path), 1, [].append, stop_asked=lambda: None)
+    assert (late["status"], late["stop_reason"]) == ("ok", "solved")
+
+
+def test_a_staged_config_json_names_the_storage(tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    run_log.atomic_write_json(staged / "config.json", {"config": {"log_dir": str(staged), "lr": 0.001},
+                                                       "argv": ["x"]})
+    sweep_storage.relocate_config(staged, "/store/trials/t1", f"worker-7:{staged}")
+    record = json.loads((staged / "config.json").read_text())
+    assert record == {"config": {"log_dir": "/store/trials/t1", "lr": 0.001}, "argv": ["x"],
+                      "trained_in": f"worker-7:{staged}"}
+    (staged / "config.json").write_text("not json")  # not the trainer's: left alone
+    sweep_storage.relocate_config(staged, "/store/trials/t1", "w")
+    assert (staged / "config.json").read_text() == "not json"
+
+
+# ------------------------------------------------------------------------------------------------
+# The cluster's resources (sweep_cluster), without Ray
+# ------------------------------------------------------------------------------------------------
+def _node(ip: str, cpus: float, alive: bool = True, **other: float) -> dict[str, Any]:
+    return {"NodeID": f"id-{ip}", "NodeManagerAddress": ip, "Alive": alive,
+            "Resources": {"CPU": cpus, **other}}
+
+
+def test_start_up_check_names_what_no_node_offers() -> None:
+    need = sweep_cluster.ray_request({"cpu": 1.0, "gpu": 0.0})
+    assert need == {"CPU": 1.0}
+    assert sweep_cluster.no_fit_line([_node("10.0.0.1", 0), _node("10.0.0.2", 1)], need) is None
+    assert sweep_cluster.no_fit_line([_node("10.0.0.1", 0), _node("10.0.0.2", 4, alive=False)], need) == (
+        "each trial needs 1 CPU, and the cluster offers at most 0 CPU on one node (1 node alive)")
+    gpu = sweep_cluster.ray_request({"cpu": 1.0, "gpu": 0.25})
+    assert sweep_cluster.no_fit_line([_node("a", 8), _node("b", 8)], gpu) == (
+        "each trial needs 1 CPU and 0.25 GPU, and the cluster offers at most 8 CPU and 0 GPU on one "
+        "node (2 nodes alive)")
+    assert sweep_cluster.no_fit_line([_node("a", 8, GPU=1.0)], gpu) is None
+
+
+class _FakeCluster:
+    def __init__(self) -> None:
+        self.nodes = [_node("10.0.0.1", 0), _node("10.0.0.2", 2)]
+        self.free = {"CPU": 2.0}
+        self.now = 0.0
+        self.said: list[str] = []
+
+    def watch(self) -> sweep_cluster.Watch:
+        return sweep_cluster.Watch({"CPU": 1.0}, lambda: self.nodes, lambda: self.free,
+                                   self.said.append, clock=lambda: self.now)
+
+
+def test_watch_says_when_trials_wait_with_nothing_running() -> None:
+    c = _FakeCluster()
+    w = c.watch()
+    for t, pending, running, free in [(0, 2, 0, 2.0),    # just starting, a slot is free
+                                      (3, 2, 0, 0.0),    # all held by others from here on
+                                      (20, 2, 0, 0.0), (34, 2, 0, 0.0),  # 31 s of waiting
+                                      (40, 2, 0, 0.0), (94, 2, 0, 0.0),  # repeated after 60 s
+                                      (100, 1, 1, 0.0), (140, 1, 0, 0.0)]:  # one runs: reset
+        c.now, c.free = float(t), {"CPU": free}
+        w.check(pending, running)
+    expected = ("sweep: 2 trials waiting {} s for resources, none running (each needs 1 CPU; the "
+                "cluster has 2 CPU in all, none of it free now)")
+    assert c.said == [expected.format(31), expected.format(91)]
+    assert w.ended is None
+
+
+def test_watch_ends_the_sweep_when_no_live_node_can_run_a_trial() -> None:
+    c = _FakeCluster()
+    w = c.watch()
+    w.refresh()
+    c.now = 5.0
+    w.check(pending=1, running=2)
+    assert w.ended is None
+    c.nodes[1]["Alive"] = False  # the only worker node died
+    c.now = 6.0
+    w.check(pending=1, running=2)
+    assert w.ended is None  # checked at most every 2 s
+    c.now = 7.5
+    w.check(pending=1, running=2)
+    assert c.said == [w.ended] == [
+        "sweep: no node left that can run a trial (each trial needs 1 CPU, and the cluster offers "
+        "at most 0 CPU on one node (1 node alive); lost: 10.0.0.2); ending the sweep"]
+    assert w.lost == {"id-10.0.0.2": "10.0.0.2"}
+
+
+def test_token_refusals_are_one_actionable_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    where = "the Ray cluster at 10.0.0.1:6379"
+    assert sweep_cluster.auth_hint(where) == (
+        f"{where} requires token authentication: copy the head's ~/.ray/auth_token to this machine "
+        "(or set RAY_AUTH_TOKEN) and set RAY_AUTH_MODE=token")
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x" * 32)
+    assert sweep_cluster.auth_hint(where) == (
+        f"{where} requires token authentication: set RAY_AUTH_MODE=token to send this machine's "
+        f"token ({tmp_path}/.ray/auth_token; it must be the head's)")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert sweep_cluster.auth_hint(where).startswith(f"{where} refused this machine's Ray token")
 
 
 def _row_of(r: int, passed: bool, consecutive: int) -> dict[str, Any]:
