@@ -580,7 +580,8 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
         request = _check_fit(ray, spec, ray_address)
         home = _trial_home(ray, storage_root, joined=bool(ray_address))
         relay = _stop_relay(ray, home.driver_node) if spec.scheduler == "asha" else None
-        watch = sweep_cluster.Watch(request, ray.nodes, ray.available_resources, say)
+        watch = sweep_cluster.Watch(request, ray.nodes, ray.available_resources,
+                                    lambda: ray.util.placement_group_table().values(), say)
         watch.refresh()
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
         need = spec.resources.get("cpu", 1.0)

@@ -90,18 +90,23 @@ class StopBoard:
 class Watch:
     """Checks the cluster every `every` seconds while a sweep runs (driver side, from Tune's loop).
 
-    `nodes()` returns `ray.nodes()`, `free()` `ray.available_resources()`. Trials that wait for
-    `patience` seconds with none of the sweep's trials running and no room free for one get a
-    line, repeated every `repeat` seconds while that lasts. (A trial whose process is starting
-    also holds its resources while Tune calls it pending; the patience covers that.) When no live node can fit a trial any more, the watch
+    `nodes()` returns `ray.nodes()`, `free()` `ray.available_resources()`, `groups()` the
+    cluster's placement groups (`ray.util.placement_group_table().values()`). Trials that wait
+    for `patience` seconds, with none of the sweep's trials running and a placement group (how
+    Tune asks for a trial's resources) not yet granted, get a line, repeated every `repeat`
+    seconds while that lasts. Tune calls a trial whose process is still starting "pending" too,
+    but its placement group is granted: on a busy machine that start can take longer than the
+    patience, and is no reason to speak. When no live node can fit a trial any more, the watch
     says so once and sets `ended`; the sweep then stops Tune, whose waiting would never end.
     """
 
     def __init__(self, request: dict[str, float], nodes: Callable[[], list[dict[str, Any]]],
-                 free: Callable[[], dict[str, float]], say: Callable[[str], None],
+                 free: Callable[[], dict[str, float]], groups: Callable[[], Iterable[dict[str, Any]]],
+                 say: Callable[[str], None],
                  clock: Callable[[], float] = time.monotonic, every: float = 2.0,
                  patience: float = 30.0, repeat: float = 60.0) -> None:
-        self.request, self.nodes, self.free, self.say, self.clock = request, nodes, free, say, clock
+        self.request, self.nodes, self.free, self.groups = request, nodes, free, groups
+        self.say, self.clock = say, clock
         self.every, self.patience, self.repeat = every, patience, repeat
         self.last_check = -float("inf")
         self.waiting_since: float | None = None
@@ -130,9 +135,9 @@ class Watch:
             self.ended = f"sweep: no node left that can run a trial ({why}{lost}); ending the sweep"
             self.say(self.ended)
             return
-        if not pending or running or fits(self.free(), self.request):
-            # Nothing waits, or something of ours runs, or a slot is free (the trials are only
-            # starting): not worth a word.
+        if not pending or running or not any(g.get("state") == "PENDING" for g in self.groups()):
+            # Nothing waits, or something of ours runs, or every resource request was granted
+            # (the trials are only starting): not worth a word.
             self.waiting_since = self.last_said = None
             return
         self.waiting_since = self.waiting_since if self.waiting_since is not None else now
@@ -141,9 +146,10 @@ class Watch:
             self.last_said = now
             live = alive(nodes)
             total = {k: sum(float(n.get("Resources", {}).get(k, 0.0)) for n in live) for k in self.request}
+            free = {k: float(self.free().get(k, 0.0)) for k in self.request}
             self.say(f"sweep: {pending} trial{'s' if pending != 1 else ''} waiting {waited:.0f} s for "
                      f"resources, none running (each needs {describe(self.request)}; the cluster "
-                     f"has {describe(total)} in all, none of it free now)")
+                     f"has {describe(total)} in all, {describe(free)} free now)")
 
 
 # ------------------------------------------------------------------------------------------------

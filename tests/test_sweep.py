@@ -339,26 +339,28 @@ class _FakeCluster:
     def __init__(self) -> None:
         self.nodes = [_node("10.0.0.1", 0), _node("10.0.0.2", 2)]
         self.free = {"CPU": 2.0}
+        self.groups = [{"state": "PENDING"}]
         self.now = 0.0
         self.said: list[str] = []
 
     def watch(self) -> sweep_cluster.Watch:
         return sweep_cluster.Watch({"CPU": 1.0}, lambda: self.nodes, lambda: self.free,
-                                   self.said.append, clock=lambda: self.now)
+                                   lambda: self.groups, self.said.append, clock=lambda: self.now)
 
 
 def test_watch_says_when_trials_wait_with_nothing_running() -> None:
     c = _FakeCluster()
     w = c.watch()
-    for t, pending, running, free in [(0, 2, 0, 2.0),    # just starting, a slot is free
-                                      (3, 2, 0, 0.0),    # all held by others from here on
-                                      (20, 2, 0, 0.0), (34, 2, 0, 0.0),  # 31 s of waiting
-                                      (40, 2, 0, 0.0), (94, 2, 0, 0.0),  # repeated after 60 s
-                                      (100, 1, 1, 0.0), (140, 1, 0, 0.0)]:  # one runs: reset
-        c.now, c.free = float(t), {"CPU": free}
+    for t, pending, running, group in [(0, 2, 0, "CREATED"),  # granted: the trials are starting
+                                       (40, 2, 0, "CREATED"),  # ... slowly: still no word
+                                       (43, 2, 0, "PENDING"),  # not granted from here on
+                                       (60, 2, 0, "PENDING"), (74, 2, 0, "PENDING"),  # 31 s
+                                       (80, 2, 0, "PENDING"), (134, 2, 0, "PENDING"),  # 60 s on
+                                       (140, 1, 1, "PENDING"), (180, 1, 0, "PENDING")]:  # reset
+        c.now, c.groups, c.free = float(t), [{"state": "CREATED"}, {"state": group}], {"CPU": 0.0}
         w.check(pending, running)
     expected = ("sweep: 2 trials waiting {} s for resources, none running (each needs 1 CPU; the "
-                "cluster has 2 CPU in all, none of it free now)")
+                "cluster has 2 CPU in all, 0 CPU free now)")
     assert c.said == [expected.format(31), expected.format(91)]
     assert w.ended is None
 
