@@ -26,8 +26,18 @@ Design
 * **Every trial's files come home** to the sweep's storage (`--storage`, default the log dir):
   `STORAGE/trials/<trial name>/`. A trial on the launching machine writes there directly; a
   trial on another machine of a cluster trains into a temporary directory there and, when it
-  ends (solved, failed, or stopped by the scheduler), sends its files home (`TrialHome`,
-  sweep_storage.py). Tune's records go to `STORAGE/ray_tune/` through Tune's own storage.
+  ends (solved, failed, stopped by the scheduler, or out of budget), sends its files home
+  (`TrialHome`, sweep_storage.py). Tune's records go to `STORAGE/ray_tune/` through Tune's own
+  storage.
+* **A trial stopped by the scheduler ends itself.** Tune would end its process at once, before
+  the trainer wrote its summary and before the files went home (on a cluster, every stopped
+  trial's files stayed on its worker). ASHA's stops are relayed to the trial instead
+  (`sweep_cluster.relayed_asha`, `StopRelay`): the trainer ends after that round as at a budget,
+  the files go home, then the trial's process ends.
+* **A sweep never waits in silence.** It starts only if some node of the cluster can run a
+  trial; while it runs, `sweep_cluster.Watch` says when trials wait for resources, and ends the
+  sweep (reports written, exit 1) once no live node can run a trial, e.g. after the only worker
+  node died.
 * **A failing trial never stops the sweep.** Exceptions from the trainer (ConfigError,
   TrainingFault on a NaN loss, anything else) are caught inside the trainable and reported as a
   final row with `status="failed"` and a one-line error; faults that kill the worker process are
@@ -39,11 +49,14 @@ Design
   `sweep.png` are written at the end, and copied to the storage when that is elsewhere.
 
 Modules: `sweep_spec` (the YAML spec, its validation and the trial list) and `sweep_report`
-(rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; this module is the Ray side:
-starting or joining Ray, the trainable (`run_trial`), the progress callback and `run_sweep`.
+(rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; `sweep_cluster` what the sweep
+must know of the cluster (fit, waiting, lost nodes, the stop relay, joining quietly); this module
+is the Ray side: starting or joining Ray, the trainable (`run_trial`), the progress callback and
+`run_sweep`.
 
 Exit code of `run_sweep`: 0 if at least one trial solved, 3 if trials ran but none solved (the
-trainer's "unsolved" code), 1 if every trial failed. Bad specs and a missing Ray raise
+trainer's "unsolved" code), 1 if every trial failed or the cluster lost what the remaining
+trials needed. Bad specs, a missing Ray, a cluster that refuses us or that no trial fits raise
 `SweepError` (a `ValueError` with a one-line message; the CLI prints it and exits 2). The spec
 format is documented in sweep_spec.py.
 """
