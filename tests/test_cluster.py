@@ -116,7 +116,7 @@ def _node_env(home: str, tmpdir: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_node(ip: str, home: str, cpus: int, head: Node | None = None) -> Node:
+def start_node(ip: str, home: str, cpus: int, head: Node | None = None, **env: str) -> Node:
     """`ray start --block` (one process to stop: it stops the node's own processes on SIGTERM)."""
     tmp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # short: Ray's socket paths must stay short
     gcs, nm, om, env_agent, agent_grpc, agent_http, metrics, client, *workers = _free_ports(8 + 24)
@@ -135,7 +135,7 @@ def start_node(ip: str, home: str, cpus: int, head: Node | None = None) -> Node:
         # No drain on SIGTERM (Ray's default waits up to 30 s for running work): the worker stopped
         # mid-sweep goes at once, as a machine that dies does.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=_node_env(home, tmp, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0"))
+                                env=_node_env(home, tmp, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **env))
     return Node(proc, tmp, f"{ip}:{gcs}" if head is None else head.address)
 
 
