@@ -384,6 +384,22 @@ def test_watch_ends_the_sweep_when_no_live_node_can_run_a_trial() -> None:
     assert w.lost == {"id-10.0.0.2": "10.0.0.2"}
 
 
+def test_joining_keeps_native_noise_off_the_terminal(capfd: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's C++ client writes its retry warnings straight to file descriptor 2 while it joins."""
+    monkeypatch.delenv(sweep_cluster.GCS_TRIES_ENV, raising=False)
+    with sweep_cluster.quiet_join():
+        os.write(2, b"[W gcs_client.cc:210] Failed to get cluster ID from GCS server\n")
+        assert os.environ[sweep_cluster.GCS_TRIES_ENV] == sweep_cluster.GCS_TRIES
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert sweep_cluster.GCS_TRIES_ENV not in os.environ
+    monkeypatch.setenv(sweep_cluster.GCS_TRIES_ENV, "60")  # the user's own setting is kept
+    with sweep_cluster.quiet_join():
+        assert os.environ[sweep_cluster.GCS_TRIES_ENV] == "60"
+    assert os.environ[sweep_cluster.GCS_TRIES_ENV] == "60"
+
+
 def test_token_refusals_are_one_actionable_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
