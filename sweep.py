@@ -395,7 +395,8 @@ def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
             record(t.index, m, ray_error)
             self.done += 1
             shown = "".join(f" {k}={display_value(t.params[k])}" for k in varying)
-            say(f"[{self.done}/{len(trials)}] {t.name}{shown} seed={t.seed}: {_outcome(m, ray_error)}")
+            outcome = _outcome(m, ray_error)
+            say(f"[{self.done}/{len(trials)}] {t.name}{shown} seed={t.seed}: {outcome}")
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             last = dict(trial.last_result or {})
@@ -451,7 +452,8 @@ def _stop_relay(ray: Any, driver_node: str) -> StopRelay:
     try:
         ray.get(board.ask.remote(""), timeout=120)
     except Exception as e:  # noqa: BLE001
-        raise SweepError(f"cannot start the scheduler's stop board on this machine: {_one_line(e)}") from None
+        raise SweepError("cannot start the scheduler's stop board on this machine: "
+                         f"{_one_line(e)}") from None
     return StopRelay(board)
 
 

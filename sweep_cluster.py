@@ -145,7 +145,8 @@ class Watch:
         if waited >= self.patience and (self.last_said is None or now - self.last_said >= self.repeat):
             self.last_said = now
             live = alive(nodes)
-            total = {k: sum(float(n.get("Resources", {}).get(k, 0.0)) for n in live) for k in self.request}
+            total = {k: sum(float(n.get("Resources", {}).get(k, 0.0)) for n in live)
+                     for k in self.request}
             free = {k: float(self.free().get(k, 0.0)) for k in self.request}
             self.say(f"sweep: {pending} trial{'s' if pending != 1 else ''} waiting {waited:.0f} s for "
                      f"resources, none running (each needs {describe(self.request)}; the cluster "

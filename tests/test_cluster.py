@@ -66,8 +66,8 @@ def stand_in(cfg: TrainConfig, on_eval: Any) -> dict[str, Any]:
     reason = "solved" if solve else "max_env_steps"
     for r in range(1, last + 1):
         time.sleep(0.5 if math.isclose(cfg.lr, SLOW_LR) else 0.1)
-        rows.append({"round": r, "wall_s": 0.5 * r, "env_steps": 1024 * r, "mean": 500.0 if solve else 20.0,
-                     "passed": solve, "consecutive": 3 if solve else 0})
+        rows.append({"round": r, "wall_s": 0.5 * r, "env_steps": 1024 * r,
+                     "mean": 500.0 if solve else 20.0, "passed": solve, "consecutive": 3 if solve else 0})
         run_log.atomic_write_text(d / EVAL_CSV, "round,mean\n" + "".join(
             f"{x['round']},{x['mean']}\n" for x in rows))
         stop = on_eval(dict(rows[-1]))
@@ -134,8 +134,9 @@ def start_node(ip: str, home: str, cpus: int, head: Node | None = None, **env: s
     with open(Path(tmp) / "ray-start.log", "w") as log:
         # No drain on SIGTERM (Ray's default waits up to 30 s for running work): the worker stopped
         # mid-sweep goes at once, as a machine that dies does.
+        env = _node_env(home, tmp, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **env)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=_node_env(home, tmp, RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **env))
+                                env=env)
     return Node(proc, tmp, f"{ip}:{gcs}" if head is None else head.address)
 
 
@@ -257,8 +258,8 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def test_sweeps_on_a_real_two_node_cluster(tmp_path: Path, cluster: dict[str, Any]) -> None:
     head, home = cluster["head"], cluster["home"]
-    assert not Path("/tmp/ray/ray_current_cluster").exists() or \
-        head.address not in Path("/tmp/ray/ray_current_cluster").read_text()  # nobody's ray.init finds it
+    shared = Path("/tmp/ray/ray_current_cluster")  # what ray.init() on this machine would join
+    assert not shared.exists() or head.address not in shared.read_text()
 
     # 1. Head only (0 CPUs): the sweep cannot run a trial, and says so in one line.
     spec = write_spec(tmp_path / "one.yaml", "search_space:\n  lr: 0.001\n")
@@ -269,7 +270,8 @@ def test_sweeps_on_a_real_two_node_cluster(tmp_path: Path, cluster: dict[str, An
                           text=True, timeout=120)
     assert (proc.returncode, proc.stderr.splitlines()) == (2, [
         f"cartpole.py: error: no node of the Ray cluster at {head.address} can run a trial: each "
-        "trial needs 1 CPU, and the cluster offers at most 0 CPU on one node (1 node alive)"]), proc.stderr
+        "trial needs 1 CPU, and the cluster offers at most 0 CPU on one node (1 node alive)"]), \
+        proc.stderr
     print(f"head-only sweep ended in {time.monotonic() - t0:.1f} s")
 
     # 2. With a worker: every trial's files come home, whatever ended it.
@@ -301,7 +303,8 @@ def test_sweeps_on_a_real_two_node_cluster(tmp_path: Path, cluster: dict[str, An
     for lr, row in rows.items():
         home_dir = store / TRIALS_DIR / row["trial"]
         assert row["log_dir"] == str(home_dir)
-        files = [EVAL_CSV, CONFIG_JSON] + ([] if lr == FAIL_LR else [SUMMARY_JSON, METRICS_CSV, FIGURE_PNG])
+        files = [EVAL_CSV, CONFIG_JSON]
+        files += [] if lr == FAIL_LR else [SUMMARY_JSON, METRICS_CSV, FIGURE_PNG]
         missing = [f for f in files if not (home_dir / f).is_file()]
         assert not missing, f"{row['trial']}: {missing} not at {home_dir}"
         # config.json names the storage; it trained on the worker, in a temporary directory there.
