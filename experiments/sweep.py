@@ -26,8 +26,18 @@ Design
 * **Every trial's files come home** to the sweep's storage (`--storage`, default the log dir):
   `STORAGE/trials/<trial name>/`. A trial on the launching machine writes there directly; a
   trial on another machine of a cluster trains into a temporary directory there and, when it
-  ends (solved, failed, or stopped by the scheduler), sends its files home (`TrialHome`,
-  sweep_storage.py). Tune's records go to `STORAGE/ray_tune/` through Tune's own storage.
+  ends (solved, failed, stopped by the scheduler, or out of budget), sends its files home
+  (`TrialHome`, sweep_storage.py). Tune's records go to `STORAGE/ray_tune/` through Tune's own
+  storage.
+* **A trial stopped by the scheduler ends itself.** Tune would end its process at once, before
+  the trainer wrote its summary and before the files went home (on a cluster, every stopped
+  trial's files stayed on its worker). ASHA's stops are relayed to the trial instead
+  (`sweep_cluster.relayed_asha`, `StopRelay`): the trainer ends after that round as at a budget,
+  the files go home, then the trial's process ends.
+* **A sweep never waits in silence.** It starts only if some node of the cluster can run a
+  trial; while it runs, `sweep_cluster.Watch` says when trials wait for resources, and ends the
+  sweep (reports written, exit 1) once no live node can run a trial, e.g. after the only worker
+  node died.
 * **A failing trial never stops the sweep.** Exceptions from the trainer (ConfigError,
   TrainingFault on a NaN loss, anything else) are caught inside the trainable and reported as a
   final row with `status="failed"` and a one-line error; faults that kill the worker process are
@@ -39,11 +49,14 @@ Design
   `sweep.png` are written at the end, and copied to the storage when that is elsewhere.
 
 Modules: `sweep_spec` (the YAML spec, its validation and the trial list) and `sweep_report`
-(rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; this module is the Ray side:
-starting or joining Ray, the trainable (`run_trial`), the progress callback and `run_sweep`.
+(rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; `sweep_cluster` what the sweep
+must know of the cluster (fit, waiting, lost nodes, the stop relay, joining quietly); this module
+is the Ray side: starting or joining Ray, the trainable (`run_trial`), the progress callback and
+`run_sweep`.
 
 Exit code of `run_sweep`: 0 if at least one trial solved, 3 if trials ran but none solved (the
-trainer's "unsolved" code), 1 if every trial failed. Bad specs and a missing Ray raise
+trainer's "unsolved" code), 1 if every trial failed or the cluster lost what the remaining
+trials needed. Bad specs, a missing Ray, a cluster that refuses us or that no trial fits raise
 `SweepError` (a `ValueError` with a one-line message; the CLI prints it and exits 2). The spec
 format is documented in sweep_spec.py.
 """
@@ -64,6 +77,7 @@ from typing import Any, Callable
 from common.config import TrainConfig
 from common import rules
 from common import run_log
+from experiments import sweep_cluster
 from experiments import sweep_storage
 from experiments.sweep_report import (SWEEP_CSV, SWEEP_MD, SWEEP_PNG, TRIALS_DIR, TUNE_DIR, fmt_metric,
                           fmt_num, result_row, summarize_configs, write_csv, write_reports)
@@ -137,9 +151,11 @@ class TrialHome:
     def bring_home(self, local_dir: str, name: str) -> str:
         """Send a staged trial's files to the storage and remove them here. Returns "" or, if
         that failed, one line saying where the files were left (they are kept, never lost)."""
+        dest = sweep_storage.join(self.storage, TRIALS_DIR, name)
         try:
+            sweep_storage.relocate_config(local_dir, dest, f"{socket.gethostname()}:{local_dir}")
             if sweep_storage.is_uri(self.storage):
-                sweep_storage.upload_tree(local_dir, sweep_storage.join(self.storage, TRIALS_DIR, name))
+                sweep_storage.upload_tree(local_dir, dest)
             else:
                 import ray
                 ray.get(self.collector.receive.remote(f"{TRIALS_DIR}/{name}",
@@ -149,6 +165,23 @@ class TrialHome:
                     f"on {socket.gethostname()}")
         shutil.rmtree(local_dir, ignore_errors=True)
         return ""
+
+
+@dataclass
+class StopRelay:
+    """The scheduler's stop decisions, as a trial reads them (see sweep_cluster.StopBoard).
+
+    `board` is the StopBoard actor. Asking never fails a trial: if the board cannot be reached,
+    the trial goes on, and Tune's own stop still applies.
+    """
+    board: Any
+
+    def asked(self, name: str) -> str | None:
+        try:
+            import ray
+            return ray.get(self.board.ask.remote(name), timeout=60)
+        except Exception:  # noqa: BLE001
+            return None
 
 
 def after_eval_round(state: rules.SolveState, row: dict[str, Any], solve_rounds: int) -> rules.SolveState:
@@ -176,14 +209,19 @@ def _default_train_fn() -> TrainFn:
 
 def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
               cpus: float, report: Callable[[dict[str, Any]], None],
-              home: TrialHome | None = None, node_id: str | None = None) -> dict[str, Any]:
+              home: TrialHome | None = None, node_id: str | None = None,
+              stop_asked: Callable[[], str | None] | None = None) -> dict[str, Any]:
     """Run one trial and report its evaluation rounds and final row; return the final row.
 
     `report` is `tune.report` in a sweep; it is a parameter so this function can be tested
-    without Ray. When Tune stops the trial, `report` raises SystemExit inside the trainer's
-    callback; that is not an Exception, so it passes through and ends the trial as Tune intends
-    (after the trial's files have been brought home). Without `home` the trial writes into
-    `trials_root/<name>`; with it, where `home.log_dir` says for the node `node_id`.
+    without Ray. After each round's report, `stop_asked()` says whether the scheduler stopped
+    the trial (and why, e.g. "asha"); the trainer is then asked to end after that round, and
+    wraps up as at a budget: the trial ends itself, files home, final row reported (see
+    sweep_cluster for why Tune must not end it). Should Tune stop the trial anyway, `report`
+    raises SystemExit inside the trainer's callback; that is not an Exception, so it passes
+    through and ends the trial as Tune intends (the files are still sent home, if the process
+    lives long enough). Without `home` the trial writes into `trials_root/<name>`; with it,
+    where `home.log_dir` says for the node `node_id`.
     """
     # One TensorFlow thread pool per granted CPU: with two trials on two cores, TF's default
     # (a pool the size of the machine per process) oversubscribes, and 1/1 was measured fastest.
@@ -192,9 +230,10 @@ def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     state: dict[str, Any] = {"best": None, "last": None, "rounds": 0, "solve": None,
-                             "rule": rules.SolveState(), "solve_rounds": TrainConfig.solve_rounds}
+                             "rule": rules.SolveState(), "solve_rounds": TrainConfig.solve_rounds,
+                             "stopped_by": None}
 
-    def on_eval(row: dict[str, Any]) -> None:
+    def on_eval(row: dict[str, Any]) -> str | None:
         mean = row.get("mean")
         if mean is not None and (state["best"] is None or mean > state["best"]):
             state["best"] = float(mean)
@@ -203,6 +242,9 @@ def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
             state["solve"] = (row.get("wall_s"), row.get("env_steps"))
         state["last"], state["rounds"] = row, state["rounds"] + 1
         report(_progress_metrics(row, state))
+        if stop_asked is not None and state["stopped_by"] is None:
+            state["stopped_by"] = stop_asked()
+        return state["stopped_by"]  # the trainer ends after this round when set
 
     summary: dict[str, Any] = {}
     error, not_home, staged = "", "", None
@@ -229,14 +271,18 @@ def run_trial(trial: dict[str, Any], train_fn: TrainFn | None, trials_root: str,
         final.update({"solved": bool(summary.get("solved", False)),
                       "solve_wall_s": summary.get("solve_wall_s"),
                       "solve_env_steps": summary.get("solve_env_steps")})
+    stopped = state["stopped_by"]
+    # Stopped by the scheduler, unless the run reached a stop of its own first.
+    cut = bool(stopped) and summary.get("stop_reason", stopped) == stopped
     final.update({
-        "final": True, "status": "failed" if error else "ok",
+        "final": True, "status": "failed" if error else ("stopped-early" if cut else "ok"),
         "error": "; ".join(e for e in (error, not_home) if e),
         "best_eval_mean": None if best is None else float(best),
         "confirm_mean_return": summary.get("confirm_mean_return"),
         "total_env_steps": summary.get("total_env_steps"), "total_wall_s": summary.get("total_wall_s"),
         "eval_rounds": summary.get("eval_rounds", state["rounds"]),
-        "stop_reason": summary.get("stop_reason", ""), "exit_code": summary.get("exit_code"),
+        "stop_reason": summary.get("stop_reason", stopped if cut else ""),
+        "exit_code": summary.get("exit_code"),
     })
     report(final)
     return final
@@ -303,7 +349,8 @@ def _start_ray(ray: Any, ray_address: str | None, train_fn: TrainFn | None) -> b
         if ray_address:
             # num_cpus and include_dashboard belong to whoever started the cluster.
             common.pop("include_dashboard")
-            ray.init(address=ray_address, **common)
+            with sweep_cluster.quiet_join():
+                ray.init(address=ray_address, **common)
         else:
             # address="local" so a RAY_ADDRESS left in the environment cannot silently redirect
             # a local sweep to some cluster. The object store only carries small results.
@@ -314,20 +361,38 @@ def _start_ray(ray: Any, ray_address: str | None, train_fn: TrainFn | None) -> b
         causes = f"{e} {e.__cause__ or ''}"
         if ray_address and ("AuthenticationError" in type(e.__cause__).__name__
                             or "InvalidAuthToken" in causes):
-            # Ray >= 2.5x clusters started with `ray start` require a token by default, and Ray
-            # sends it to an explicitly named address only when told to (never implicitly).
-            raise SweepError(f"{where} requires token authentication: copy the head's "
-                             "~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN) and set "
-                             "RAY_AUTH_MODE=token, or use --ray-address auto on the head") from None
+            # `ray start` turns token authentication on when ~/.ray/auth_token exists (which a
+            # local sweep's Ray creates), and Ray sends a token to an explicitly named address
+            # only when told to (never implicitly).
+            raise SweepError(sweep_cluster.auth_hint(where)) from None
         raise SweepError(f"cannot start or join {where}: {_one_line(e)}") from None
     return True
 
 
+def _outcome(m: dict[str, Any], ray_error: str | None) -> str:
+    """The few words a progress line says about a finished trial, from its last result."""
+    if ray_error:
+        return f"failed: {ray_error}"
+    if m.get("final") and m.get("status") == "failed":
+        return f"failed: {m.get('error')}"
+    if m.get("final") and m.get("status") != "stopped-early":
+        if m.get("solved"):
+            return (f"solved in {fmt_num(m.get('solve_wall_s'))} s, "
+                    f"{int(m.get('solve_env_steps') or 0):,} env steps")
+        return (f"not solved ({m.get('stop_reason') or 'ended'}), best eval mean "
+                f"{fmt_num(m.get('best_eval_mean'))}")
+    rounds = m.get("eval_rounds") if m.get("final") else m.get("eval_round")
+    what = f"stopped early by the scheduler after {rounds or 0} eval rounds"
+    return f"solved in {fmt_num(m.get('solve_wall_s'))} s, then {what}" if m.get("solved") else what
+
+
 def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
                        record: Callable[[int, dict[str, Any], str | None], None],
-                       say: Callable[[str], None]) -> Any:
+                       say: Callable[[str], None],
+                       lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
     """A Tune callback (driver side) that records each finished trial's last result via
-    `record` and prints one line about it."""
+    `record` and prints one line about it. `lost_node(last_result)` is the error of a trial
+    whose node died under it, or None."""
 
     class Progress(tune.Callback):
         def __init__(self) -> None:
@@ -338,28 +403,18 @@ def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
             m = dict(trial.last_result or {})
             record(t.index, m, ray_error)
             self.done += 1
-            if ray_error:
-                what = f"failed: {ray_error}"
-            elif m.get("final") and m.get("status") == "failed":
-                what = f"failed: {m.get('error')}"
-            elif m.get("final") and m.get("solved"):
-                what = (f"solved in {fmt_num(m.get('solve_wall_s'))} s, "
-                        f"{int(m.get('solve_env_steps') or 0):,} env steps")
-            elif m.get("final"):
-                what = (f"not solved ({m.get('stop_reason') or 'ended'}), best eval mean "
-                        f"{fmt_num(m.get('best_eval_mean'))}")
-            else:
-                what = f"stopped early by the scheduler after {m.get('eval_round') or 0} eval rounds"
-                if m.get("solved"):
-                    what = f"solved in {fmt_num(m.get('solve_wall_s'))} s, then {what}"
             shown = "".join(f" {k}={display_value(t.params[k])}" for k in varying)
-            say(f"[{self.done}/{len(trials)}] {t.name}{shown} seed={t.seed}: {what}")
+            outcome = _outcome(m, ray_error)
+            say(f"[{self.done}/{len(trials)}] {t.name}{shown} seed={t.seed}: {outcome}")
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, None)
+            last = dict(trial.last_result or {})
+            # Ended without its final row: the scheduler's stop, or the sweep's end on a lost node.
+            self._finish(trial, None if last.get("final") else lost_node(last))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._finish(trial, "the trial process died (see ray_tune/ for Ray's record)")
+            self._finish(trial, lost_node(dict(trial.last_result or {}))
+                         or "the trial process died (see ray_tune/ for Ray's record)")
 
     return Progress()
 
@@ -377,6 +432,15 @@ def _prepare_storage(out: Path, storage: str | None) -> str:
     return root
 
 
+def _pinned_actor(ray: Any, node_id: str, cls: type, *args: Any) -> Any:
+    """An actor of `cls` on the node `node_id` (this, the launching machine). num_cpus=0: it must
+    never take a trial's slot (a head node may offer no CPUs at all)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    return ray.remote(cls).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+    ).remote(*args)
+
+
 def _trial_home(ray: Any, storage: str, joined: bool) -> TrialHome:
     """Where trials put their files. A collector actor on this (the launching) machine is started
     only when trials may run on other machines and the storage is a local path."""
@@ -384,16 +448,122 @@ def _trial_home(ray: Any, storage: str, joined: bool) -> TrialHome:
     several_nodes = sum(1 for n in ray.nodes() if n.get("Alive")) > 1
     if sweep_storage.is_uri(storage) or not (joined or several_nodes):
         return TrialHome(storage, driver_node)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    # num_cpus=0: it must never take a trial's slot (a head node may offer no CPUs at all).
-    collector = ray.remote(sweep_storage.Collector).options(
-        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(driver_node, soft=False)
-    ).remote(storage)
+    collector = _pinned_actor(ray, driver_node, sweep_storage.Collector, storage)
     try:
         ray.get(collector.receive.remote(".", {}), timeout=120)  # up and able to import us
     except Exception as e:  # noqa: BLE001
         raise SweepError(f"cannot start the file collector on this machine: {_one_line(e)}") from None
     return TrialHome(storage, driver_node, collector)
+
+
+def _stop_relay(ray: Any, driver_node: str) -> StopRelay:
+    board = _pinned_actor(ray, driver_node, sweep_cluster.StopBoard)
+    try:
+        ray.get(board.ask.remote(""), timeout=120)
+    except Exception as e:  # noqa: BLE001
+        raise SweepError("cannot start the scheduler's stop board on this machine: "
+                         f"{_one_line(e)}") from None
+    return StopRelay(board)
+
+
+def _check_fit(ray: Any, spec: Any, ray_address: str | None) -> dict[str, float]:
+    """Fail in one line when no node can ever run a trial (Tune would wait forever, in silence);
+    return a trial's request in Ray's resource names."""
+    request = sweep_cluster.ray_request(spec.resources)
+    why = sweep_cluster.no_fit_line(ray.nodes(), request)
+    if why is not None:
+        where = f"the Ray cluster at {ray_address}" if ray_address else "this machine's Ray"
+        raise SweepError(f"no node of {where} can run a trial: {why}")
+    return request
+
+
+class _Results:
+    """What the driver knows of each trial, turned into sweep.csv rows at any time."""
+
+    def __init__(self, out: Path, spec: Any, trials: list[Trial], trials_root: str) -> None:
+        self.out, self.spec, self.trials, self.trials_root = out, spec, trials, trials_root
+        self.metrics: dict[int, dict[str, Any]] = {}
+        self.errors: dict[int, str] = {}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [result_row(t, self.metrics.get(t.index), self.errors.get(t.index),
+                           self.trials_root, self.spec.scheduler) for t in self.trials]
+
+    def record(self, index: int, metrics: dict[str, Any], ray_error: str | None) -> None:
+        self.metrics[index] = metrics
+        if ray_error:
+            self.errors[index] = ray_error
+        # Rewrite sweep.csv as each trial ends, so an interrupted sweep keeps what finished.
+        try:
+            write_csv(self.out, self.spec, self.rows())
+        except OSError:
+            pass  # the final write reports a persistent problem; one hiccup must not stop Tune
+
+    def take_grid(self, grid: Any) -> None:
+        for result in grid:
+            cfg = result.config or {}
+            if "trial_index" not in cfg:
+                continue
+            i = int(cfg["trial_index"])
+            if result.metrics:
+                self.metrics[i] = dict(result.metrics)
+            if result.error is not None:
+                self.errors.setdefault(i, _ray_error_line(result.error))
+
+    def blame_lost_nodes(self, lost: set[str]) -> None:
+        """A trial that was running on a node that died: failed, whatever Tune made of it."""
+        for i, m in self.metrics.items():
+            if not m.get("final") and m.get("node_ip") in lost:
+                self.errors[i] = _node_died(m["node_ip"])
+
+
+def _node_died(ip: str) -> str:
+    return f"its node {ip} died; the files it had not sent home died with it"
+
+
+def _tune_scheduler(spec: Any, relay: StopRelay | None, trials: list[Trial]) -> Any:
+    if spec.scheduler != "asha":
+        return None
+    asha = dict(time_attr="training_iteration", metric="eval_mean", mode="max",
+                grace_period=spec.grace_period, max_t=spec.max_t,
+                reduction_factor=spec.reduction_factor)
+    if relay is None:
+        from ray.tune.schedulers import ASHAScheduler
+        return ASHAScheduler(**asha)
+
+    def tell(trial: Any, reason: str) -> bool:
+        import ray
+        try:
+            ray.get(relay.board.tell.remote(trials[trial.config["trial_index"]].name, reason),
+                    timeout=60)
+        except Exception:  # noqa: BLE001 - Tune's own stop then
+            return False
+        return True
+    return sweep_cluster.relayed_asha(tell, **asha)
+
+
+def _fit_quietly(tuner: Any, say: Callable[[str], None]) -> Any:
+    """tuner.fit() with Tune's own console output off; None if Tune itself broke.
+
+    Tune logs a full traceback for every failed trial; we already print one line per trial and
+    sweep.md lists every error, so only Tune's critical messages get through. Tune's newer
+    console output prints a header and per-error blocks even at verbose=0; its classic engine
+    honours verbose=0 (our callback does the talking)."""
+    tune_logger = logging.getLogger("ray.tune")
+    old_level, old_output = tune_logger.level, os.environ.get("RAY_AIR_NEW_OUTPUT")
+    tune_logger.setLevel(logging.CRITICAL)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        return tuner.fit()
+    except Exception as e:  # noqa: BLE001 - Tune itself broke; keep what we have
+        say(f"sweep: Ray Tune stopped: {_one_line(e)}")
+        return None
+    finally:
+        tune_logger.setLevel(old_level)
+        if old_output is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = old_output
 
 
 def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
@@ -404,8 +574,9 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
     `train_fn(cfg, on_eval=...) -> summary` defaults to `trainer.train` (imported inside each
     trial process); tests inject a fast stand-in. `storage` (a path on this machine or a URI;
     default `log_dir`) is where every trial's files and Tune's records end up. Returns 0 if some
-    trial solved, 3 if none did, 1 if every trial failed. Raises SweepError (one line) when the
-    sweep cannot start.
+    trial solved, 3 if none did, 1 if every trial failed or the cluster lost every node that
+    could run the remaining trials. Raises SweepError (one line) when the sweep cannot start,
+    including when no node of the cluster can ever run a trial.
     """
     t_start = time.time()
     spec = load_spec(spec_path)
@@ -428,15 +599,16 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
             print(message, file=sys.stderr, flush=True)
 
     started_ray = _start_ray(ray, ray_address, train_fn)
-    home = None
+    home = relay = None
     try:
+        request = _check_fit(ray, spec, ray_address)
         home = _trial_home(ray, storage_root, joined=bool(ray_address))
+        relay = _stop_relay(ray, home.driver_node) if spec.scheduler == "asha" else None
+        watch = sweep_cluster.Watch(request, ray.nodes, ray.available_resources,
+                                    lambda: ray.util.placement_group_table().values(), say)
+        watch.refresh()
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
         need = spec.resources.get("cpu", 1.0)
-        if not ray_address and need > cluster_cpus:
-            # Tune would wait forever for a slot that a local machine can never offer.
-            raise SweepError(f"sweep spec: resources_per_trial.cpu={need:g} exceeds the "
-                             f"{cluster_cpus:g} CPUs of this machine")
         slots = int(cluster_cpus // need) if need else 1
         concurrency = min(x for x in (spec.max_concurrent, max(1, slots), len(trials)) if x)
         n_configs = len({t.config_index for t in trials})
@@ -446,43 +618,31 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
             f"scheduler {spec.scheduler}; results in {out}"
             + (f", trial files in {trials_root}" if storage_root != str(out) else ""))
 
-        metrics_by_trial: dict[int, dict[str, Any]] = {}
-        errors_by_trial: dict[int, str] = {}
+        results = _Results(out, spec, trials, trials_root)
         info = {"spec_path": spec_path, "concurrency": concurrency,
                 "ray": f"{ray.__version__}, " + (f"cluster at {ray_address}" if ray_address
                                                   else f"local, {cluster_cpus:g} CPUs")}
 
-        def current_rows() -> list[dict[str, Any]]:
-            return [result_row(t, metrics_by_trial.get(t.index), errors_by_trial.get(t.index),
-                               trials_root, spec.scheduler) for t in trials]
+        def lost_node(last: dict[str, Any]) -> str | None:
+            watch.refresh()
+            ip = last.get("node_ip")
+            return _node_died(ip) if ip in set(watch.lost.values()) else None
 
-        def record(index: int, metrics: dict[str, Any], ray_error: str | None) -> None:
-            metrics_by_trial[index] = metrics
-            if ray_error:
-                errors_by_trial[index] = ray_error
-            # Rewrite sweep.csv as each trial ends, so an interrupted sweep keeps what finished.
-            try:
-                write_csv(out, spec, current_rows())
-            except OSError:
-                pass  # the final write reports a persistent problem; one hiccup must not stop Tune
-
-        callback = _progress_callback(tune, trials, [d.name for d in spec.varying], record, say)
+        callback = _progress_callback(tune, trials, [d.name for d in spec.varying], results.record,
+                                      say, lost_node)
+        watcher, stopper = sweep_cluster.watch_hooks(tune, watch)
         trial_table = {t.index: {"name": t.name, "overrides": t.overrides} for t in trials}
         cpus = spec.resources.get("cpu", 1.0)
 
         def sweep_trial(config: dict[str, Any]) -> None:
             import ray as ray_in_trial
             node_id = ray_in_trial.get_runtime_context().get_node_id()
-            run_trial(trial_table[config["trial_index"]], train_fn, trials_root, cpus, tune.report,
-                      home=home, node_id=node_id)
+            trial = trial_table[config["trial_index"]]
+            stop_asked = (lambda: relay.asked(trial["name"])) if relay is not None else None
+            run_trial(trial, train_fn, trials_root, cpus, tune.report, home=home, node_id=node_id,
+                      stop_asked=stop_asked)
 
         trainable = tune.with_resources(sweep_trial, {k: v for k, v in spec.resources.items() if v})
-        scheduler = None
-        if spec.scheduler == "asha":
-            from ray.tune.schedulers import ASHAScheduler
-            scheduler = ASHAScheduler(time_attr="training_iteration", metric="eval_mean", mode="max",
-                                      grace_period=spec.grace_period, max_t=spec.max_t,
-                                      reduction_factor=spec.reduction_factor)
 
         def trial_name(trial: Any) -> str:
             return trials[trial.config["trial_index"]].name
@@ -491,41 +651,19 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
             trainable,
             param_space={"trial_index": tune.grid_search([t.index for t in trials])},
             tune_config=tune.TuneConfig(
-                num_samples=1, scheduler=scheduler, max_concurrent_trials=spec.max_concurrent,
-                reuse_actors=False, trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+                num_samples=1, scheduler=_tune_scheduler(spec, relay, trials),
+                max_concurrent_trials=spec.max_concurrent, reuse_actors=False,
+                trial_name_creator=trial_name, trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=storage_root, verbose=0, callbacks=[callback],
+                name=TUNE_DIR, storage_path=storage_root, verbose=0, stop=stopper,
+                callbacks=[callback, watcher],
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
-        # Tune logs a full traceback for every failed trial; we already print one line per trial
-        # and sweep.md lists every error, so only Tune's critical messages get through.
-        # Tune's newer console output prints a header and per-error blocks even at verbose=0;
-        # its classic engine honours verbose=0 (our callback does the talking).
-        tune_logger = logging.getLogger("ray.tune")
-        old_level, old_output = tune_logger.level, os.environ.get("RAY_AIR_NEW_OUTPUT")
-        tune_logger.setLevel(logging.CRITICAL)
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        try:
-            grid = tuner.fit()
-        except Exception as e:  # noqa: BLE001 - Tune itself broke; keep what we have
-            say(f"sweep: Ray Tune stopped: {_one_line(e)}")
-            grid = None
-        finally:
-            tune_logger.setLevel(old_level)
-            if old_output is None:
-                os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-            else:
-                os.environ["RAY_AIR_NEW_OUTPUT"] = old_output
+        grid = _fit_quietly(tuner, say)
         if grid is not None:
-            for result in grid:
-                cfg = result.config or {}
-                if "trial_index" not in cfg:
-                    continue
-                i = int(cfg["trial_index"])
-                if result.metrics:
-                    metrics_by_trial[i] = dict(result.metrics)
-                if result.error is not None:
-                    errors_by_trial[i] = _ray_error_line(result.error)
-        rows = current_rows()
+            results.take_grid(grid)
+        watch.refresh()
+        results.blame_lost_nodes(set(watch.lost.values()))
+        rows = results.rows()
         info["wall_s"] = time.time() - t_start
         write_reports(out, spec, rows, info)
         try:
@@ -534,20 +672,25 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
         except (OSError, SweepError) as e:
             say(f"sweep: could not copy the reports to {storage_root}: {_one_line(e)}")
     finally:
-        if home is not None and home.collector is not None:
-            ray.kill(home.collector)
+        for actor in (getattr(home, "collector", None), getattr(relay, "board", None)):
+            if actor is not None:
+                ray.kill(actor)
         if started_ray:
             ray.shutdown()
 
     n_solved = sum(r["solved"] is True for r in rows)
     n_failed = sum(r["status"] == "failed" for r in rows)
+    n_not_run = sum(r["status"] == "not-run" for r in rows)
     best = summarize_configs(rows, spec)[0] if rows else None
     say(f"sweep done in {time.time() - t_start:.1f} s: {n_solved}/{len(rows)} trials solved, "
-        f"{n_failed} failed; see {out / SWEEP_MD}")
+        f"{n_failed} failed" + (f", {n_not_run} not run" if n_not_run else "")
+        + f"; see {out / SWEEP_MD}")
     if best is not None and best["solved"]:
         say(f"best configuration {best['config']}: "
             + ", ".join(f"{k}={v}" for k, v in best["params"].items())
             + f" ({best['solved']}/{best['ran']} solved, median {fmt_metric(best['median'], spec.metric)})")
+    if watch.ended:
+        return 1  # the cluster could not finish the sweep; the line above and sweep.md say what ran
     if n_solved:
         return 0
     return 1 if rows and n_failed == len(rows) else 3

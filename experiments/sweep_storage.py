@@ -19,6 +19,7 @@ Nothing here imports Ray; sweep.py turns `Collector` into an actor.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +88,20 @@ def write_tree(dest: str | os.PathLike, files: dict[str, bytes]) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         run_log.atomic_write_bytes(target, data)
     return len(files)
+
+
+def relocate_config(local_dir: str | os.PathLike, log_dir: str, trained_in: str) -> None:
+    """Make a staged trial's config.json record where its files will be (`log_dir`, in the
+    storage) rather than the temporary directory it trained in, which is kept as `trained_in`
+    ("host:path"). A config.json that is missing or not the trainer's is left as it is."""
+    path = Path(local_dir) / run_log.CONFIG_JSON
+    try:
+        record = json.loads(path.read_text())
+        record["config"]["log_dir"] = log_dir
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    record["trained_in"] = trained_in
+    run_log.atomic_write_json(path, record)
 
 
 def _filesystem(uri: str):

@@ -26,6 +26,7 @@ from common import run_log
 from experiments import sweep
 from experiments import sweep_report
 from experiments import sweep_spec
+from experiments import sweep_cluster
 from experiments import sweep_storage
 from common.config import TrainConfig
 
@@ -47,6 +48,7 @@ def fake_train(cfg: TrainConfig, on_eval: Any = None) -> dict[str, Any]:
       solving round's wall_s is 0.5 * rounds + seed.
     lr 0.002: reports 6 poor rounds (ASHA cuts it).
     lr 0.003: raises a NaN-style fault before any evaluation.
+    Like the trainer, it ends after a round for which on_eval returns a reason (a stop request).
     """
     os.makedirs(cfg.log_dir, exist_ok=True)
     run_log.atomic_write_json(Path(cfg.log_dir) / "fake_config.json",
@@ -55,21 +57,24 @@ def fake_train(cfg: TrainConfig, on_eval: Any = None) -> dict[str, Any]:
         raise RuntimeError("non-finite loss at learning step 12\n(second line never shown)")
     slow = math.isclose(cfg.lr, SLOW_LR)
     head_start = cfg.seed % 2
-    rounds = 6 if slow else cfg.solve_rounds - head_start
-    for r in range(1, rounds + 1):
+    last = 6 if slow else cfg.solve_rounds - head_start
+    stopped = None
+    for rounds in range(1, last + 1):
         time.sleep(0.05)
-        mean = 20.0 * r if slow else 500.0
-        on_eval({"round": r, "wall_s": 0.5 * r + cfg.seed, "env_steps": 2048 * r,
-                 "learn_steps": 128 * r, "episodes": 64, "mean": mean, "min": mean, "max": mean,
-                 "at_500": 0 if slow else 64, "passed": not slow,
-                 "consecutive": 0 if slow else r + head_start})
-    solved = not slow
+        mean = 20.0 * rounds if slow else 500.0
+        stopped = on_eval({"round": rounds, "wall_s": 0.5 * rounds + cfg.seed,
+                           "env_steps": 2048 * rounds, "learn_steps": 128 * rounds, "episodes": 64,
+                           "mean": mean, "min": mean, "max": mean, "at_500": 0 if slow else 64,
+                           "passed": not slow, "consecutive": 0 if slow else rounds + head_start})
+        if stopped:
+            break  # asked to stop after this round, as the trainer honours it
+    solved = not slow and rounds == cfg.solve_rounds - head_start
     return {"solved": solved, "solve_wall_s": 0.5 * rounds + cfg.seed if solved else None,
             "solve_env_steps": 2048 * rounds if solved else None,
             "confirm_mean_return": 500.0 if solved else None, "total_env_steps": 2048 * rounds,
             "total_wall_s": 0.5 * rounds + cfg.seed, "exit_code": 0 if solved else 3,
-            "stop_reason": "solved" if solved else "max_env_steps",
-            "best_eval_mean": 500.0 if solved else 120.0, "eval_rounds": rounds}
+            "stop_reason": stopped or ("solved" if solved else "max_env_steps"),
+            "best_eval_mean": 20.0 * rounds if slow else 500.0, "eval_rounds": rounds}
 
 
 def write_spec(tmp_path: Path, text: str) -> str:
@@ -273,6 +278,143 @@ def test_run_trial_turns_an_exception_into_a_failed_row(tmp_path: Path) -> None:
     assert len(reports) == 1 and final["final"] and final["status"] == "failed"
     assert final["error"] == "RuntimeError: non-finite loss at learning step 12"
     assert final["solved"] is False and final["eval_mean"] == 0.0
+
+
+def test_a_stop_asked_after_a_round_ends_the_trial_by_itself(tmp_path: Path) -> None:
+    """The scheduler's stop, relayed: the trainer is asked to end after that round (on_eval's
+    return value), ends as at a budget, and the trial's final row says it was stopped early."""
+    reports: list[dict] = []
+    asked: list[int] = []
+
+    def stop_asked() -> str | None:
+        asked.append(len(reports))
+        return "asha" if len(reports) == 2 else None
+    final = sweep.run_trial({"name": "t", "overrides": {"lr": SLOW_LR, "seed": 0}}, fake_train,
+                            str(tmp_path), 1, reports.append, stop_asked=stop_asked)
+    assert asked == [1, 2]  # after each report, until it said stop
+    assert [r["final"] for r in reports] == [False, False, True]
+    assert (final["status"], final["stop_reason"], final["eval_rounds"]) == ("stopped-early", "asha", 2)
+    # A stop that comes too late (the run ended on its own budget first) is not a scheduler's cut.
+    late = sweep.run_trial({"name": "u", "overrides": {"lr": 0.001, "seed": 1}}, fake_train,
+                           str(tmp_path), 1, [].append, stop_asked=lambda: None)
+    assert (late["status"], late["stop_reason"]) == ("ok", "solved")
+
+
+def test_a_staged_config_json_names_the_storage(tmp_path: Path) -> None:
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    run_log.atomic_write_json(staged / "config.json", {"config": {"log_dir": str(staged), "lr": 0.001},
+                                                       "argv": ["x"]})
+    sweep_storage.relocate_config(staged, "/store/trials/t1", f"worker-7:{staged}")
+    record = json.loads((staged / "config.json").read_text())
+    assert record == {"config": {"log_dir": "/store/trials/t1", "lr": 0.001}, "argv": ["x"],
+                      "trained_in": f"worker-7:{staged}"}
+    (staged / "config.json").write_text("not json")  # not the trainer's: left alone
+    sweep_storage.relocate_config(staged, "/store/trials/t1", "w")
+    assert (staged / "config.json").read_text() == "not json"
+
+
+# ------------------------------------------------------------------------------------------------
+# The cluster's resources (sweep_cluster), without Ray
+# ------------------------------------------------------------------------------------------------
+def _node(ip: str, cpus: float, alive: bool = True, **other: float) -> dict[str, Any]:
+    return {"NodeID": f"id-{ip}", "NodeManagerAddress": ip, "Alive": alive,
+            "Resources": {"CPU": cpus, **other}}
+
+
+def test_start_up_check_names_what_no_node_offers() -> None:
+    need = sweep_cluster.ray_request({"cpu": 1.0, "gpu": 0.0})
+    assert need == {"CPU": 1.0}
+    assert sweep_cluster.no_fit_line([_node("10.0.0.1", 0), _node("10.0.0.2", 1)], need) is None
+    assert sweep_cluster.no_fit_line([_node("10.0.0.1", 0), _node("10.0.0.2", 4, alive=False)], need) == (
+        "each trial needs 1 CPU, and the cluster offers at most 0 CPU on one node (1 node alive)")
+    gpu = sweep_cluster.ray_request({"cpu": 1.0, "gpu": 0.25})
+    assert sweep_cluster.no_fit_line([_node("a", 8), _node("b", 8)], gpu) == (
+        "each trial needs 1 CPU and 0.25 GPU, and the cluster offers at most 8 CPU and 0 GPU on one "
+        "node (2 nodes alive)")
+    assert sweep_cluster.no_fit_line([_node("a", 8, GPU=1.0)], gpu) is None
+
+
+class _FakeCluster:
+    def __init__(self) -> None:
+        self.nodes = [_node("10.0.0.1", 0), _node("10.0.0.2", 2)]
+        self.free = {"CPU": 2.0}
+        self.groups = [{"state": "PENDING"}]
+        self.now = 0.0
+        self.said: list[str] = []
+
+    def watch(self) -> sweep_cluster.Watch:
+        return sweep_cluster.Watch({"CPU": 1.0}, lambda: self.nodes, lambda: self.free,
+                                   lambda: self.groups, self.said.append, clock=lambda: self.now)
+
+
+def test_watch_says_when_trials_wait_with_nothing_running() -> None:
+    c = _FakeCluster()
+    w = c.watch()
+    for t, pending, running, group in [(0, 2, 0, "CREATED"),  # granted: the trials are starting
+                                       (40, 2, 0, "CREATED"),  # ... slowly: still no word
+                                       (43, 2, 0, "PENDING"),  # not granted from here on
+                                       (60, 2, 0, "PENDING"), (74, 2, 0, "PENDING"),  # 31 s
+                                       (80, 2, 0, "PENDING"), (134, 2, 0, "PENDING"),  # 60 s on
+                                       (140, 1, 1, "PENDING"), (180, 1, 0, "PENDING")]:  # reset
+        c.now, c.groups, c.free = float(t), [{"state": "CREATED"}, {"state": group}], {"CPU": 0.0}
+        w.check(pending, running)
+    expected = ("sweep: 2 trials waiting {} s for resources, none running (each needs 1 CPU; the "
+                "cluster has 2 CPU in all, 0 CPU free now)")
+    assert c.said == [expected.format(31), expected.format(91)]
+    assert w.ended is None
+
+
+def test_watch_ends_the_sweep_when_no_live_node_can_run_a_trial() -> None:
+    c = _FakeCluster()
+    w = c.watch()
+    w.refresh()
+    c.now = 5.0
+    w.check(pending=1, running=2)
+    assert w.ended is None
+    c.nodes[1]["Alive"] = False  # the only worker node died
+    c.now = 6.0
+    w.check(pending=1, running=2)
+    assert w.ended is None  # checked at most every 2 s
+    c.now = 7.5
+    w.check(pending=1, running=2)
+    assert c.said == [w.ended] == [
+        "sweep: no node left that can run a trial (each trial needs 1 CPU, and the cluster offers "
+        "at most 0 CPU on one node (1 node alive); lost: 10.0.0.2); ending the sweep"]
+    assert w.lost == {"id-10.0.0.2": "10.0.0.2"}
+
+
+def test_joining_keeps_native_noise_off_the_terminal(capfd: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's C++ client writes its retry warnings straight to file descriptor 2 while it joins."""
+    monkeypatch.delenv(sweep_cluster.GCS_TRIES_ENV, raising=False)
+    with sweep_cluster.quiet_join():
+        os.write(2, b"[W gcs_client.cc:210] Failed to get cluster ID from GCS server\n")
+        assert os.environ[sweep_cluster.GCS_TRIES_ENV] == sweep_cluster.GCS_TRIES
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert sweep_cluster.GCS_TRIES_ENV not in os.environ
+    monkeypatch.setenv(sweep_cluster.GCS_TRIES_ENV, "60")  # the user's own setting is kept
+    with sweep_cluster.quiet_join():
+        assert os.environ[sweep_cluster.GCS_TRIES_ENV] == "60"
+    assert os.environ[sweep_cluster.GCS_TRIES_ENV] == "60"
+
+
+def test_token_refusals_are_one_actionable_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    where = "the Ray cluster at 10.0.0.1:6379"
+    assert sweep_cluster.auth_hint(where) == (
+        f"{where} requires token authentication: copy the head's ~/.ray/auth_token to this machine "
+        "(or set RAY_AUTH_TOKEN) and set RAY_AUTH_MODE=token")
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x" * 32)
+    assert sweep_cluster.auth_hint(where) == (
+        f"{where} requires token authentication: set RAY_AUTH_MODE=token to send this machine's "
+        f"token ({tmp_path}/.ray/auth_token; it must be the head's)")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert sweep_cluster.auth_hint(where).startswith(f"{where} refused this machine's Ray token")
 
 
 def _row_of(r: int, passed: bool, consecutive: int) -> dict[str, Any]:
@@ -485,8 +627,8 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     pytest.importorskip("ray")
     pytest.importorskip("ray.tune")
     # 4 trials, 2 at a time (see fake_train and _seeded_fake):
-    #   lr 0.001 seed 0: solves on its 3rd round = ASHA's max_t, so Tune stops it before the
-    #                    final summary: it must still count as solved (from its rounds);
+    #   lr 0.001 seed 0: solves on its 3rd round = ASHA's max_t; ASHA's stop is relayed to the
+    #                    trial, which ends itself and still reports its summary;
     #   lr 0.001 seed 1: solves on its 2nd round and finishes normally;
     #   lr 0.003 seed 0: raises inside the trainer -> failed, the sweep goes on;
     #   lr 0.003 seed 1: (slow) poor rounds -> cut by ASHA.
@@ -510,6 +652,7 @@ def test_real_ray_sweep_survives_failures(tmp_path: Path, capsys: pytest.Capture
     cut_after_solving, finished, failed, cut = (rows[n] for n in sorted(rows))
     assert (cut_after_solving["status"], cut_after_solving["solved"]) == ("stopped-early", "True")
     assert cut_after_solving["solve_wall_s"] == "1.5" and cut_after_solving["stop_reason"] == "asha"
+    assert cut_after_solving["confirm_mean_return"] == "500"  # only in its summary: it ended itself
     assert (finished["status"], finished["solved"], finished["solve_wall_s"]) == ("ok", "True", "2")
     assert finished["confirm_mean_return"] == "500" and finished["stop_reason"] == "solved"
     assert failed["status"] == "failed" and failed["solved"] == "False"

@@ -138,3 +138,28 @@ def test_evaluate_command_on_run_dir(solved_run):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "20 episodes of CartPole-v1: mean 500.0" in out.stdout, out.stdout
     assert "20/20 at 500" in out.stdout
+
+
+def test_on_eval_can_end_the_run_which_then_wraps_up_as_at_a_budget(tmp_path):
+    """What a sweep does when its scheduler stops a trial: on_eval returns a reason after a round,
+    and the run ends there with every file a finished run has, that reason as its stop reason."""
+    from training import trainer
+    from common.config import TrainConfig
+    rounds = []
+
+    def on_eval(row):
+        rounds.append(row["round"])
+        return "asha" if len(rounds) >= 2 else None
+
+    cfg = TrainConfig(log_dir=str(tmp_path / "run"), seed=0, quiet=True, profile=False,
+                      max_env_steps=500_000, max_seconds=240, eval_every=16, eval_episodes=4,
+                      confirm_episodes=4)  # max_seconds: a trainer that ignored the request ends too
+    summary = trainer.train(cfg, on_eval=on_eval)
+    assert summary["stop_reason"] == "asha" and summary["exit_code"] in (0, 3)
+    # It stopped after the asked round; rounds already in flight still count (at most two more).
+    assert 2 <= summary["eval_rounds"] == len(rounds) <= 4
+    assert summary["total_env_steps"] < cfg.max_env_steps
+    for name in ("summary.json", "eval.csv", "metrics.csv", "training_metrics.png", "config.json",
+                 "model/final.keras"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stop_reason"] == "asha"

@@ -156,12 +156,14 @@ def eval_seed(seed: int, round_index: int) -> int:
     return (seed * 7919 + 1) * 100_003 + round_index * 10_007
 
 
-def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = None,
+def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], str | None] | None = None,
           resume: bool = False, t0: float | None = None, profiler: Any = None) -> dict[str, Any]:
     """Run one training run into `cfg.log_dir` and return its summary (also in summary.json).
 
     `t0` is the clock origin for reported times (the CLI passes the Python process's start);
-    `on_eval` receives every evaluation row as it happens (the sweep reports them to Ray Tune).
+    `on_eval` receives every evaluation row as it happens (the sweep reports them to Ray Tune);
+    it may return a reason (a str) to end the run after that round, which then wraps up as it does
+    at a budget (final model, summary.json with that `stop_reason`, figure).
     Raises ConfigError, LogDirError, CheckpointError or TrainingFault with one-line messages.
     """
     return Trainer(cfg, on_eval=on_eval, resume=resume, t0=t0, profiler=profiler).run()
@@ -171,11 +173,12 @@ class Trainer:
     """One training run. Construct (set-up), then `run()` (the loop and the wrap-up)."""
 
     # --- set-up ------------------------------------------------------------------------------
-    def __init__(self, cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = None,
+    def __init__(self, cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], str | None] | None = None,
                  resume: bool = False, t0: float | None = None, profiler: Any = None):
         self.t0 = time.time() if t0 is None else t0
         self.clock_origin = "python process start" if t0 is not None else "train() call"
         self.timer, self.profiler, self.on_eval, self.resume = Timer(), profiler, on_eval, resume
+        self.stop_requested: str | None = None  # set by on_eval's return value
         cfg = cfg.validate()
         if cfg.seed is None:
             cfg = cfg.replace(seed=int(np.random.SeedSequence().entropy % (2**31)))
@@ -576,7 +579,7 @@ class Trainer:
             self.prog.eval_rows.append(row)
             self.notify("on_eval", row)
             if self.on_eval is not None:
-                self.on_eval(dict(row))
+                self.stop_requested = self.on_eval(dict(row)) or self.stop_requested
 
     def _on_solved(self, snap: Any) -> None:
         prog = self.prog
@@ -638,9 +641,10 @@ class Trainer:
 
     def stop_reason(self) -> str | None:
         prog, cfg = self.prog, self.cfg
-        return rules.stop_reason(prog.env_steps, self.wall(), prog.solve_env_steps,
-                                 cfg.keep_training, cfg.max_env_steps, cfg.max_seconds,
-                                 next_chunk=cfg.train_every * cfg.num_envs)
+        budget = rules.stop_reason(prog.env_steps, self.wall(), prog.solve_env_steps,
+                                   cfg.keep_training, cfg.max_env_steps, cfg.max_seconds,
+                                   next_chunk=cfg.train_every * cfg.num_envs)
+        return budget or self.stop_requested
 
     # --- wrap-up -----------------------------------------------------------------------------
     def wrap_up(self, reason: str) -> dict[str, Any]:
