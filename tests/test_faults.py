@@ -53,7 +53,7 @@ def test_two_runs_started_at_once_into_one_dir_one_is_refused(tmp_path):
 def test_lock_is_released_when_the_holder_dies_and_by_release(tmp_path):
     from common import run_log
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, run_log, time; held = run_log.lock_dir(sys.argv[1]); "
+                               "import sys, time; from common import run_log; held = run_log.lock_dir(sys.argv[1]); "
                                "print('locked', flush=True); time.sleep(60)", str(tmp_path)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
