@@ -40,9 +40,9 @@ from common.config import TrainConfig
 from common.run_log import CONFIG_JSON, EVAL_CSV, FIGURE_PNG, METRICS_CSV, SUMMARY_JSON
 from experiments.sweep_report import SWEEP_CSV, SWEEP_MD, TRIALS_DIR
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or importlib.util.find_spec("yaml") is None,
-    reason="Ray Tune and PyYAML not installed (pip install -r requirements/sweep.txt)")
+    reason="Ray Tune and PyYAML not installed (pip install -r requirements/sweep.txt)")]
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).with_name("ray")
