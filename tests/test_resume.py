@@ -80,6 +80,13 @@ def test_resume_a_solved_run_to_keep_training(tmp_path):
     assert after["solved"] and after["solve_env_steps"] == solved["solve_env_steps"]
     assert after["total_env_steps"] >= solved["solve_env_steps"] + 8192
     assert after["post_solve_rounds"] > 0
+    # Post-solve rounds judge weights trained after the solve was known: the solving snapshot
+    # is at solve_env_steps, its verdict one evaluation point (2,048 env steps) later, and the
+    # first post-solve round one point after that.
+    rows = list(csv.DictReader(open(run_dir / "eval.csv")))
+    post = [int(r["env_steps"]) for r in rows if int(r["env_steps"]) > solved["solve_env_steps"]]
+    assert len(post) == after["post_solve_rounds"], (post, after["post_solve_rounds"])
+    assert min(post) == solved["solve_env_steps"] + 2 * 2048, (post, solved["solve_env_steps"])
     # The learner's post-solve share and the delivered model's are reported apart; the model
     # (read back from best.keras by the resumed process) was replayed on the same rounds.
     assert 0 <= after["champion_post_solve_pass_fraction"] <= 1

@@ -471,11 +471,18 @@ class Trainer:
     def evaluate(self) -> None:
         """Take the verdict of the round in flight and the rows of rounds played out since,
         then start a round on these weights."""
+        was_solved = self.prog.solved
         self.apply_verdict()
         self.log_finished_rounds()
         prog, cfg = self.prog, self.cfg
         if self.stop_reason() == rules.STOP_SOLVED:
             return  # solved and nothing more asked: no round is started that nobody needs
+        if prog.solved and not was_solved:
+            # These weights learned until now under the settings from before the solve (its
+            # verdict arrives one evaluation point late), so they are not yet the learner that
+            # --keep-training measures: post-solve rounds start at the next point, on weights
+            # trained with the solved settings (--lr-solved, --eps-solved, ...).
+            return
         self.round_runner.start(self.qnet.weights(), eval_seed(cfg.seed, prog.rounds),
                                 prog.rounds, prog.env_steps, prog.learn_steps)
 
