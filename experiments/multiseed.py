@@ -366,7 +366,12 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     log_dir.mkdir(parents=True, exist_ok=True)
     # One runner per directory (its record would mix); each seed_<n> is locked by its own run.
     lock = run_log.lock_dir(log_dir)  # held until this function returns; LogDirError if taken
-    _refuse_existing_runs(log_dir, seeds, train_args)
+    try:
+        _refuse_existing_runs(log_dir, seeds, train_args)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
     manifest = _Manifest.open(log_dir)
     manifest.start(command, train_args, workers, seeds)
     console = _SeedsConsole(len(seeds), quiet)
@@ -384,7 +389,7 @@ def run_seeds(seeds: list[int], log_dir: str | Path, train_args: list[str],
     manifest.save()
     write_report(log_dir)
     if lock is not None:
-        lock.close()
+        lock.close()  # (an exception before here leaves it to the process's end)
     if interrupted:
         raise KeyboardInterrupt
     return 0 if console.failed == 0 else 1
