@@ -15,6 +15,10 @@ The certificate and the choice of best.keras are decisions of the run, made in t
 before the "solved" line; nothing here changes what the run decided, it only reports it.
 `run` is the `Trainer` (this module reads its state and calls its checkpoint); `episode_seed`
 maps an evaluation-round index to its episode seeds (the trainer's `eval_seed` for this run).
+
+The confirmation plays the trainer's champion: the certified snapshot's float32 weights, which
+are what best.keras holds (a resumed run reads them back from the file), so the file is not
+loaded again on the way out.
 """
 from __future__ import annotations
 
