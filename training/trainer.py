@@ -153,14 +153,12 @@ class Trainer:
         self.cfg = cfg = cfg.replace(log_dir=str(self.run_dir.path))
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
                  + (", resuming from its latest checkpoint" if resume else ""))
-        t = time.time()
-        self._import_tensorflow()
-        self.timer.add("import", time.time() - t)
-        t = time.time()
-        self._build()
-        self.prog = self._restore() if resume else Progress()
-        self._prepare_loop()
-        self.timer.add("setup", time.time() - t)
+        with self.timer.section("import"):
+            self._import_tensorflow()
+        with self.timer.section("setup"):
+            self._build()
+            self.prog = self._restore() if resume else Progress()
+            self._prepare_loop()
 
     def _import_tensorflow(self) -> None:
         from common.tf_import import KEPT_OUT_OF_TRAINER, enable_xla_cache, import_tensorflow
@@ -420,9 +418,8 @@ class Trainer:
 
     def apply_verdict(self) -> None:
         """Wait for the verdict of the oldest round without one; apply the solve rule to it."""
-        ts = time.perf_counter()
-        snap = self.rounds.verdict()
-        self.timer.add("eval_wait", time.perf_counter() - ts)
+        with self.timer.section("eval_wait"):
+            snap = self.rounds.verdict()
         if snap is None:
             return
         prog, cfg = self.prog, self.cfg
@@ -467,10 +464,10 @@ class Trainer:
         res = self.certify(snap)
         if not res.passed:
             return
-        ts = time.perf_counter()
-        champion = evaluation.evaluate(self.champion().greedy, res.requested, seed=snap.certificate_seed,
-                                       num_envs=min(res.requested, CERTIFY_ENVS))
-        self.timer.add("certificate", time.perf_counter() - ts)
+        with self.timer.section("certificate"):
+            champion = evaluation.evaluate(self.champion().greedy, res.requested,
+                                           seed=snap.certificate_seed,
+                                           num_envs=min(res.requested, CERTIFY_ENVS))
         if champion.passed:
             return
         self.export_best(snap)
@@ -480,15 +477,14 @@ class Trainer:
 
     def export_best(self, snap: Any) -> None:
         from acting import evaluation
-        ts = time.perf_counter()
-        self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
+        with self.timer.section("export"):
+            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
         self._champion = evaluation.NumpyQNetwork(snap.weights)
         self.prog.best_model_env_steps = snap.env_steps
         if snap.certificate is not None and self.prog.certificate_episodes is None:
             self.prog.certificate_episodes = snap.certificate.requested
             self.prog.certificate_at_500 = snap.certificate.perfect
             self.prog.certificate_seed = snap.certificate_seed
-        self.timer.add("export", time.perf_counter() - ts)
 
     def champion(self) -> Any:
         """The network in best.keras (read back from the file after a resume)."""
@@ -498,9 +494,8 @@ class Trainer:
 
     def record_rounds(self, wait: bool = False) -> None:
         """An eval.csv row for each round whose every episode has been played (all, with wait)."""
-        ts = time.perf_counter()
-        done = self.rounds.completed(wait)
-        self.timer.add("eval_wait", time.perf_counter() - ts)
+        with self.timer.section("eval_wait"):
+            done = self.rounds.completed(wait)
         for snap, res in done:
             s = res.stats()
             self.prog.best_eval_mean = max(self.prog.best_eval_mean, s["mean"])
@@ -537,10 +532,9 @@ class Trainer:
                 or now - self.last_ckpt_time >= cfg.checkpoint_seconds):
             self.checkpoint()
         elif now - self.last_csv_flush >= CSV_FLUSH_SECONDS:
-            ts = time.perf_counter()
-            self.flush_csvs()
+            with self.timer.section("logging"):
+                self.flush_csvs()
             self.last_csv_flush = now
-            self.timer.add("logging", time.perf_counter() - ts)
 
     def checkpoint(self) -> None:
         self.finish_round()  # a checkpoint holds no round in flight
