@@ -83,6 +83,8 @@ PPO_ZOO: dict[str, Any] = {
 }
 EVAL_EVERY_STEPS = {"sb3_dqn": 1024, "sb3_ppo": 1024}  # see the module docstring for why
 DEFAULTS = TrainConfig()  # the rule's sizes default to the trainer's own
+#: Kept out of a peer's process: installed only because our trainer shares the venv.
+PEER_KEPT_OUT = ("tensorflow",)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -421,13 +423,17 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
     same seed (`eval_seed` with the trainer's round indices).
     """
     since_start = _seconds_since_start()  # anchored at process start, so the imports count
+    from common.tf_import import modules_kept_out
     try:
         import torch
         # One intra-op thread before any torch work: the machine has 2 cores and other load.
         torch.set_num_threads(1)
-        from stable_baselines3 import DQN, PPO
-        from stable_baselines3.common.callbacks import BaseCallback
-        from stable_baselines3.common.env_util import make_vec_env
+        # SB3 imports torch.utils.tensorboard, which imports TensorFlow whenever it is installed
+        # (it is here, for our trainer): seconds a peer in its own environment never spends.
+        with modules_kept_out(PEER_KEPT_OUT):
+            from stable_baselines3 import DQN, PPO
+            from stable_baselines3.common.callbacks import BaseCallback
+            from stable_baselines3.common.env_util import make_vec_env
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
