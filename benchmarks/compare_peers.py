@@ -18,6 +18,9 @@ Fairness rules (why the numbers are comparable):
   `confirm_episodes` fresh episodes confirm the policy that solved (reported, not judged).
 * The same episode seeds as the trainer's: round i of seed s plays the trainer's
   `eval_seed(s, i)`, the certificates and the confirmation its reserved indices.
+* A peer imports only what it would in an environment of its own: SB3 is imported with
+  TensorFlow kept out (torch.utils.tensorboard imports it whenever it is installed, and it is
+  installed here only for our trainer).
 * Peers use the RL-Zoo's tuned CartPole-v1 hyperparameters (cited below), one torch thread
   (CPU-FACTS: torch's default 2 threads next to another busy process was 10-25x slower), and
   stop at the RL-Zoo step budget; unsolved by then counts as unsolved (infinite time).
