@@ -10,9 +10,17 @@ Fairness rules (why the numbers are comparable):
 * Time is measured from PROCESS START (run_log.process_start_time, the trainer's clock), so the torch import of a peer
   counts just as our TensorFlow import does. Evaluation time counts for everyone.
 * One solve rule and one evaluation code path for all: `evaluation.evaluate` plays
-  `--eval-episodes` greedy episodes of standard CartPole-v1, every episode played out, and a
-  contender is solved after `--solve-rounds` passing rounds in a row (rules.py, the trainer's
-  rule). Then 100 fresh episodes confirm the policy that solved.
+  `--eval-episodes` greedy episodes of standard CartPole-v1, every episode played out; after
+  `--solve-rounds` passing rounds in a row the snapshot that completed the streak plays
+  `--certify-episodes` never-seen episodes (one env each, up to 1,000 at a time), all of which
+  must reach 500, or the streak starts again (rules.after_round and after_certificate, the
+  trainer's rule; the certificate's time counts in the solve, as it does in ours). Then
+  `confirm_episodes` fresh episodes confirm the policy that solved (reported, not judged).
+* The same episode seeds as the trainer's: round i of seed s plays the trainer's
+  `eval_seed(s, i)`, the certificates and the confirmation its reserved indices.
+* A peer imports only what it would in an environment of its own: SB3 is imported with
+  TensorFlow kept out (torch.utils.tensorboard imports it whenever it is installed, and it is
+  installed here only for our trainer).
 * Peers use the RL-Zoo's tuned CartPole-v1 hyperparameters (cited below), one torch thread
   (CPU-FACTS: torch's default 2 threads next to another busy process was 10-25x slower), and
   stop at the RL-Zoo step budget; unsolved by then counts as unsolved (infinite time).
@@ -27,9 +35,9 @@ env steps), on a second thread while it learns (eval_rounds.py), and its time co
 stop sooner after the policy becomes good.
 
 Usage (from the project root; run.sh installs benchmarks/requirements.txt on first use):
-    benchmarks/run.sh compare_peers --seeds 3
+    benchmarks/run.sh compare_peers --seeds 5
     benchmarks/run.sh compare_peers --seeds 1 --contenders sb3_ppo
-    benchmarks/run.sh compare_peers --eval-episodes 20 --solve-rounds 1   # CPU-FACTS' looser rule
+    benchmarks/run.sh compare_peers --eval-episodes 20 --solve-rounds 1 --certify-episodes 0  # CPU-FACTS' looser rule
 Internal worker mode (one peer run, used by the parent):
     python benchmarks/compare_peers.py --worker sb3_dqn --seed 0 --out FILE.json
 """
@@ -52,8 +60,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from experiments import stats  # noqa: E402  (the project's statistics, shared with the multi-seed report)
 from common import rules  # noqa: E402  (the solve rule, as the trainer applies it)
+from common.config import TrainConfig  # noqa: E402  (the trainer's defaults for the rule)
+from training.trainer import CERTIFICATE_ROUND, CERTIFY_ENVS, eval_seed  # noqa: E402
+from training.wrap_up import CONFIRM_ENVS, CONFIRM_ROUND  # noqa: E402
+from experiments import stats, sweep_report  # noqa: E402  (statistics and report formatting)
 
 CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
 PEERS = ("sb3_dqn", "sb3_ppo")
@@ -74,8 +85,9 @@ PPO_ZOO: dict[str, Any] = {
     "clip_range": "lin_0.2",
 }
 EVAL_EVERY_STEPS = {"sb3_dqn": 1024, "sb3_ppo": 1024}  # see the module docstring for why
-CONFIRM_EPISODES = 100
-CONFIRM_ROUND = 1_000_000  # round index reserved for the confirmation, far past any real round
+DEFAULTS = TrainConfig()  # the rule's sizes default to the trainer's own
+#: Kept out of a peer's process: installed only because our trainer shares the venv.
+PEER_KEPT_OUT = ("tensorflow",)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -85,13 +97,16 @@ CONFIRM_ROUND = 1_000_000  # round index reserved for the confirmation, far past
 class SolveTracker:
     """The trainer's solve rule (rules.py) applied to a peer's rounds, plus where it solved.
 
-    The first time the streak reaches `rounds_needed`, the clock and the step count of that
-    round are frozen as the solve point; later rounds (if any) are still counted but cannot
-    move the solve point.
+    When a round completes the streak, `certify` (if given) plays the snapshot's certificate and
+    returns (passed, seconds at its end): a failed one resets the streak (after_certificate), a
+    passed one solves, at the time the certificate ended. The first solve freezes the solve
+    point; later rounds (if any) are still counted but cannot move it.
     """
     rounds_needed: int
     state: rules.SolveState = rules.SolveState()
     passed_rounds: int = 0
+    certificates: int = 0
+    certificates_failed: int = 0
     solve_env_steps: int | None = None
     solve_wall_s: float | None = None
 
@@ -103,15 +118,23 @@ class SolveTracker:
     consecutive = property(lambda self: self.state.consecutive)
     solved = property(lambda self: self.state.solved)
 
-    def record(self, passed: bool, env_steps: int, wall_s: float) -> bool:
+    def record(self, passed: bool, env_steps: int, wall_s: float,
+               certify: Callable[[], tuple[bool, float]] | None = None) -> bool:
         """Count one round; return True when this round is the one that solves."""
         was_solved = self.solved
         self.state = rules.after_round(self.state, passed, self.rounds_needed)
         self.passed_rounds += int(passed)
-        if self.solved and not was_solved:
-            self.solve_env_steps, self.solve_wall_s = env_steps, wall_s
-            return True
-        return False
+        if not self.solved or was_solved:
+            return False
+        if certify is not None:
+            self.certificates += 1
+            cert_passed, wall_s = certify()
+            self.certificates_failed += int(not cert_passed)
+            self.state = rules.after_certificate(self.state, cert_passed)
+            if not self.solved:
+                return False
+        self.solve_env_steps, self.solve_wall_s = env_steps, wall_s
+        return True
 
 
 @dataclass
@@ -138,15 +161,6 @@ class EvalSchedule:
         return True
 
 
-def round_seed(seed: int, round_index: int) -> int:
-    """Episode seeds for one evaluation round: distinct per run seed and per round.
-
-    A round of E episodes uses seeds [base, base + E), so rounds are spaced wider than the
-    largest round we allow (10,000 episodes) to never replay an episode.
-    """
-    return 7_000_003 * (seed + 1) + 10_007 * round_index
-
-
 def interleaved_schedule(contenders: Sequence[str], seeds: Iterable[int]) -> list[tuple[str, int]]:
     """ours s0, sb3_dqn s0, sb3_ppo s0, ours s1, ...: load spikes hit every contender alike."""
     return [(c, s) for s in seeds for c in contenders]
@@ -166,13 +180,20 @@ def fmt_ratio(r: float | None) -> str:
 
 
 def fmt_num(v: float | int | None, digits: int = 1) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isinf(v):
+    """The reports' numbers (sweep_report's): `digits` decimals, whole counts with thousands
+    separators, "inf" for a median over mostly unsolved runs, "–" for none."""
+    if isinstance(v, (int, float)) and math.isinf(v):
         return "inf"
-    if isinstance(v, int) or (isinstance(v, float) and digits == 0):
-        return f"{int(round(v)):,}"
-    return f"{v:.{digits}f}"
+    if digits == 0:
+        return sweep_report.fmt_metric(v, "env_steps_to_solve")
+    return sweep_report.fmt_num(v, digits)
+
+
+def fmt_interval(est: dict[str, Any]) -> str:
+    """'[4.9x, 8.8x]': a ratio's bootstrap interval, or why there is none."""
+    if est["ci_low"] is None:
+        return f"none (under {stats.MIN_FOR_CI} runs a side, or ours unsolved in one)"
+    return f"[{fmt_ratio(est['ci_low'])}, {fmt_ratio(est['ci_high'])}]"
 
 
 @dataclass
@@ -212,17 +233,23 @@ def summarize(runs: Sequence[RunResult], contenders: Sequence[str],
         row["ratio_vs_baseline"] = ratio(row["median_s_inf"], base["median_s_inf"]) if base else None
         row["ratio_vs_baseline_solved_only"] = \
             ratio(row["median_s_solved"], base["median_s_solved"]) if base else None
+        row["ratio_vs_baseline_ci"] = (stats.ratio_of_medians(_times_inf(runs, row["contender"]),
+                                                              _times_inf(runs, baseline))
+                                       if base else stats.ratio_of_medians([], []))
     return rows
+
+
+def _times_inf(runs: Sequence[RunResult], contender: str) -> list[float]:
+    """A contender's seconds to solve, an unsolved run as +inf (never solving)."""
+    return [float(r.solve_wall_s) if r.solved and r.solve_wall_s is not None else math.inf
+            for r in runs if r.contender == contender]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
                  markdown: bool = False) -> str:
     """Plain aligned text (first column left, the rest right) or a GitHub-markdown table."""
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
+        return "\n".join(sweep_report.md_table(headers, rows))
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
 
     def line(cells: Sequence[str]) -> str:
@@ -235,7 +262,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 RUN_HEADERS = ("contender", "seed", "solved", "s from start", "env steps", "confirm mean",
                "confirm @500", "note")
 SUMMARY_HEADERS = ("contender", "solved", "median s (solved)", "median s (unsolved=inf)",
-                   "median env steps", "time vs ours")
+                   "median env steps", "time vs ours", "95% interval")
 
 
 def run_rows(runs: Sequence[RunResult]) -> list[list[str]]:
@@ -248,7 +275,9 @@ def run_rows(runs: Sequence[RunResult]) -> list[list[str]]:
 def summary_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[s["contender"], f"{s['solved']}/{s['runs']}", fmt_num(s["median_s_solved"]),
              fmt_num(s["median_s_inf"]), fmt_num(s["median_env_steps"], 0),
-             fmt_ratio(s["ratio_vs_baseline"])] for s in summary]
+             fmt_ratio(s["ratio_vs_baseline"]),
+             fmt_interval(s["ratio_vs_baseline_ci"]) if s["ratio_vs_baseline_ci"]["ci_low"] is not None
+             else "-"] for s in summary]
 
 
 def ratio_lines(summary: Sequence[dict[str, Any]], baseline: str = "ours") -> list[str]:
@@ -264,14 +293,17 @@ def ratio_lines(summary: Sequence[dict[str, Any]], baseline: str = "ours") -> li
             out.append(f"{s['contender']} / {baseline} = n/a ({baseline} unsolved in most runs)")
             continue
         out.append(f"{s['contender']} / {baseline} = {fmt_ratio(s['ratio_vs_baseline'])} "
-                   f"(median s, unsolved = inf; solved-only medians: "
-                   f"{fmt_ratio(s['ratio_vs_baseline_solved_only'])})")
+                   f"(median s, unsolved = inf; 95% bootstrap interval "
+                   f"{fmt_interval(s['ratio_vs_baseline_ci'])}; "
+                   f"solved-only medians: {fmt_ratio(s['ratio_vs_baseline_solved_only'])})")
     return out
 
 
 def render_markdown(runs: Sequence[RunResult], summary: Sequence[dict[str, Any]],
                     meta: dict[str, Any]) -> str:
     rule = f"{meta['eval_episodes']} greedy episodes all 500, {meta['solve_rounds']} round(s) in a row"
+    if meta.get("certify_episodes"):
+        rule += f", then a certificate of {meta['certify_episodes']:,} never-seen episodes all 500"
     return "\n".join([
         "# compare_peers: time to solve CartPole-v1", "",
         f"- started: {meta['started']}; command: `{meta['command']}`",
@@ -304,14 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Time-to-solve CartPole-v1 from process start: ours vs SB3 DQN and PPO "
                     "(RL-Zoo hyperparameters), same solve rule and evaluation code for all.")
-    p.add_argument("--seeds", type=positive_int, default=3, help="Seeds per contender (0..N-1).")
+    p.add_argument("--seeds", type=positive_int, default=5,
+                   help="Seeds per contender (0..N-1; at least 3 for an interval on the ratios).")
     p.add_argument("--first-seed", type=int, default=0, help="First seed (default 0).")
     p.add_argument("--contenders", type=parse_contenders, default=list(CONTENDERS),
                    help="Comma separated, from ours,sb3_dqn,sb3_ppo (default all three).")
-    p.add_argument("--eval-episodes", type=positive_int, default=64,
-                   help="Episodes per evaluation round; all must score 500 (default 64).")
-    p.add_argument("--solve-rounds", type=positive_int, default=3,
-                   help="Passing rounds in a row that count as solved (default 3).")
+    p.add_argument("--eval-episodes", type=positive_int, default=DEFAULTS.eval_episodes,
+                   help=f"Episodes per evaluation round; all must score 500 (default {DEFAULTS.eval_episodes}).")
+    p.add_argument("--solve-rounds", type=positive_int, default=DEFAULTS.solve_rounds,
+                   help=f"Passing rounds in a row that count as solved (default {DEFAULTS.solve_rounds}).")
+    p.add_argument("--certify-episodes", type=int, default=DEFAULTS.certify_episodes,
+                   help="Never-seen episodes the streak's snapshot must all play to 500, or the "
+                        f"streak starts again; 0 = no certificate (default {DEFAULTS.certify_episodes:,}).")
     p.add_argument("--out", default=None, help="Results directory (default /tmp/compare_peers-<time>).")
     p.add_argument("--our-args", default="", help='Extra flags for cartpole.py, e.g. "--lr 3e-3".')
     p.add_argument("--timeout", type=positive_int, default=1800,
@@ -327,6 +363,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.eval_episodes > 10_000:
         p.error("--eval-episodes is limited to 10000")
+    if not 0 <= args.certify_episodes <= 100_000:
+        p.error("--certify-episodes must be between 0 and 100000")
     if args.worker and not args.out:
         p.error("--worker needs --out FILE.json")  # in worker mode --out is the result file
     if args.out is None:
@@ -379,23 +417,29 @@ def greedy_act(model: Any) -> Callable[[Any], Any]:
     return act
 
 
-def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> dict[str, Any]:
+def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
+               certify_episodes: int = 0,
+               confirm_episodes: int = DEFAULTS.confirm_episodes) -> dict[str, Any]:
     """Train one SB3 peer with the zoo settings until solved or out of budget; return the record.
 
-    Evaluation episodes use this module's own `round_seed`, not our trainer's seeds: each side
-    plays fresh, reproducible episodes drawn the same way, which is what the rule needs.
+    Its rounds, certificates and confirmation play the episodes the trainer's would for the
+    same seed (`eval_seed` with the trainer's round indices).
     """
+    since_start = _seconds_since_start()  # anchored at process start, so the imports count
+    from common.tf_import import modules_kept_out
     try:
         import torch
         # One intra-op thread before any torch work: the machine has 2 cores and other load.
         torch.set_num_threads(1)
-        from stable_baselines3 import DQN, PPO
-        from stable_baselines3.common.callbacks import BaseCallback
-        from stable_baselines3.common.env_util import make_vec_env
+        # SB3 imports torch.utils.tensorboard, which imports TensorFlow whenever it is installed
+        # (it is here, for our trainer): seconds a peer in its own environment never spends.
+        with modules_kept_out(PEER_KEPT_OUT):
+            from stable_baselines3 import DQN, PPO
+            from stable_baselines3.common.callbacks import BaseCallback
+            from stable_baselines3.common.env_util import make_vec_env
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
-        since_start = _seconds_since_start()  # anchored at process start, so the imports count
     from acting import evaluation
     import_s = since_start()
 
@@ -403,6 +447,18 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
     schedule = EvalSchedule(EVAL_EVERY_STEPS[kind])
     eval_log: list[dict[str, Any]] = []
     eval_seconds = [0.0]
+    certificates: list[dict[str, Any]] = []
+
+    def certify(model: Any) -> tuple[bool, float]:
+        """The snapshot that completed the streak on its certificate, as the trainer plays it."""
+        cert_seed = eval_seed(seed, CERTIFICATE_ROUND + tracker.certificates - 1)
+        ts = time.perf_counter()
+        res = evaluation.evaluate(greedy_act(model), certify_episodes, seed=cert_seed,
+                                  num_envs=min(certify_episodes, CERTIFY_ENVS))
+        eval_seconds[0] += time.perf_counter() - ts
+        certificates.append({"env_steps": int(model.num_timesteps), "seed": cert_seed,
+                             "passed": res.passed, "at_500": res.perfect})
+        return res.passed, since_start()
 
     class SolveCallback(BaseCallback):
         """Runs a round right after each training phase once 1,024 more steps have passed,
@@ -414,9 +470,10 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
                 return
             ts = time.perf_counter()
             res = evaluation.evaluate(greedy_act(self.model), eval_episodes,
-                                      seed=round_seed(seed, tracker.rounds))
+                                      seed=eval_seed(seed, tracker.rounds))
             eval_seconds[0] += time.perf_counter() - ts
-            tracker.record(res.passed, steps, since_start())
+            tracker.record(res.passed, steps, since_start(),
+                           (lambda: certify(self.model)) if certify_episodes else None)
             eval_log.append({"env_steps": steps, "wall_s": round(since_start(), 3),
                              "passed": res.passed, **res.stats()})
 
@@ -451,9 +508,9 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
     end_s = since_start()
 
     confirm: dict[str, Any] = {}
-    if tracker.solved:
-        res = evaluation.evaluate(greedy_act(model), CONFIRM_EPISODES,
-                                  seed=round_seed(seed, CONFIRM_ROUND))
+    if tracker.solved and confirm_episodes:
+        res = evaluation.evaluate(greedy_act(model), confirm_episodes,
+                                  seed=eval_seed(seed, CONFIRM_ROUND), num_envs=CONFIRM_ENVS)
         confirm = res.stats()
     env.close()
     return {
@@ -462,6 +519,8 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int) -> d
         "confirm_mean_return": confirm.get("mean"), "confirm_at_500": confirm.get("at_500"),
         "confirm_episodes": confirm.get("episodes"), "confirm_min_return": confirm.get("min"),
         "eval_rounds": tracker.rounds, "passed_rounds": tracker.passed_rounds,
+        "certify_episodes": certify_episodes, "certificates": certificates,
+        "certificates_failed": tracker.certificates_failed,
         "eval_s": round(eval_seconds[0], 3), "import_s": round(import_s, 3),
         "setup_done_s": round(setup_s, 3), "train_end_s": round(end_s, 3),
         "total_env_steps": int(model.num_timesteps), "budget_env_steps": z["n_timesteps"],
@@ -493,9 +552,9 @@ def _run_process(cmd: list[str], log_path: Path, timeout: int,
 def run_ours(seed: int, args: argparse.Namespace, out: Path) -> RunResult:
     log_dir = out / "runs" / f"ours-s{seed}"
     cmd = [sys.executable, str(ROOT / "cartpole.py"), "--seed", str(seed),
-           "--log-dir", str(log_dir), "--overwrite", "--quiet", "--no-profile",
+           "--log-dir", str(log_dir), "--overwrite", "--quiet",
            "--eval-episodes", str(args.eval_episodes), "--solve-rounds", str(args.solve_rounds),
-           *shlex.split(args.our_args)]
+           "--certify-episodes", str(args.certify_episodes), *shlex.split(args.our_args)]
     code, wall = _run_process(cmd, out / "logs" / f"ours-s{seed}.log", args.timeout,
                               dict(os.environ))
     summary_path = log_dir / "summary.json"
@@ -515,7 +574,7 @@ def run_peer(kind: str, seed: int, args: argparse.Namespace, out: Path) -> RunRe
     result_path = out / "runs" / f"{kind}-s{seed}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--seed", str(seed),
            "--out", str(result_path), "--eval-episodes", str(args.eval_episodes),
-           "--solve-rounds", str(args.solve_rounds)]
+           "--solve-rounds", str(args.solve_rounds), "--certify-episodes", str(args.certify_episodes)]
     # Pin every thread pool too, not only torch's intra-op pool, so a peer uses one core.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     code, wall = _run_process(cmd, out / "logs" / f"{kind}-s{seed}.log", args.timeout, env)
@@ -554,7 +613,7 @@ def run_all(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
         "eval_episodes": args.eval_episodes, "solve_rounds": args.solve_rounds,
-        "contenders": args.contenders,
+        "certify_episodes": args.certify_episodes, "contenders": args.contenders,
         "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
         "our_args": args.our_args, "cpus": os.cpu_count(), "load_start": _load(),
         "python": platform.python_version(), "eval_every_env_steps": EVAL_EVERY_STEPS,
@@ -562,7 +621,8 @@ def run_all(args: argparse.Namespace) -> int:
     }
     schedule = interleaved_schedule(args.contenders, meta["seeds"])
     print(f"compare_peers: {len(schedule)} runs, rule {args.eval_episodes} episodes x "
-          f"{args.solve_rounds} round(s); results in {out}", flush=True)
+          f"{args.solve_rounds} round(s), certificate {args.certify_episodes:,} episodes; "
+          f"results in {out}", flush=True)
     runs: list[RunResult] = []
     for i, (contender, seed) in enumerate(schedule, 1):
         load = _load()
@@ -594,7 +654,8 @@ def run_all(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = run_worker(args.worker, args.seed, args.eval_episodes, args.solve_rounds)
+        result = run_worker(args.worker, args.seed, args.eval_episodes, args.solve_rounds,
+                            args.certify_episodes)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))
         return 0

@@ -35,6 +35,12 @@ BENIGN = re.compile(
 
 _tf = None
 
+#: Optional packages that Keras imports at `import tensorflow` only because they are installed
+#: (pandas for its array slicing; matplotlib, pyplot included, for its visualization helpers),
+#: and that the trainer process never uses (its figure is drawn by a process of its own).
+#: Blocking the package blocks its submodules too.
+KEPT_OUT_OF_TRAINER = ("pandas", "matplotlib")
+
 
 def _machine_key() -> str:
     """TensorFlow version + a hash of this CPU's feature flags: a compiled program is only ever
@@ -102,12 +108,31 @@ def benign_native_stderr_hidden() -> Iterator[None]:
                     print(line, file=sys.stderr)
 
 
-def import_tensorflow():
-    """Return the tensorflow module, imported quietly once; list GPUs while still quiet."""
+@contextlib.contextmanager
+def modules_kept_out(names: tuple[str, ...]) -> Iterator[None]:
+    """Inside the block, `import NAME` raises ImportError for each of `names` not yet imported
+    (a None entry in sys.modules means "not available"), so a library that imports them only
+    if it can goes without; afterwards the entries are gone and a real import works again."""
+    blocked = [n for n in names if n not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def import_tensorflow(keep_out: tuple[str, ...] = ()):
+    """Return the tensorflow module, imported quietly once; list GPUs while still quiet.
+
+    `keep_out`: modules TensorFlow's import must go without (see KEPT_OUT_OF_TRAINER); only
+    the first call, which imports, uses it."""
     global _tf
     if _tf is not None:
         return _tf
-    with benign_native_stderr_hidden():
+    with benign_native_stderr_hidden(), modules_kept_out(keep_out):
         import tensorflow as tf
         tf.config.list_physical_devices("GPU")  # triggers the cuInit probe now, not later
     _tf = tf

@@ -139,3 +139,33 @@ def spread(values: Iterable[Any]) -> dict[str, Any]:
     x = finite_values(values)
     return {"n": len(x), "min": min(x) if x else None, "median": median(x), "mean": mean(x),
             "max": max(x) if x else None}
+
+
+def ratio_of_medians(numerator: Iterable[float], denominator: Iterable[float]) -> dict[str, Any]:
+    """median(numerator) / median(denominator), two independent groups of runs (e.g. a peer's
+    seconds to solve over ours), with a percentile-bootstrap interval per BOOTSTRAP: each group
+    resampled on its own, the ratio of the resampled medians, its 2.5th and 97.5th percentiles.
+
+    An unsolved run enters as +inf (never solving), so a ratio can be infinite; the percentiles
+    are then order statistics of the resampled ratios (no interpolation towards inf). None
+    throughout for an empty group or a zero or infinite denominator median; no interval below
+    MIN_FOR_CI runs a group, or when a denominator run is infinite.
+    """
+    x = np.asarray(list(numerator), dtype=float)
+    y = np.asarray(list(denominator), dtype=float)
+    none = {"value": None, "ci_low": None, "ci_high": None}
+    if not len(x) or not len(y):
+        return none
+    den = float(np.median(y))
+    if den <= 0 or not math.isfinite(den):
+        return none
+    value = float(np.median(x)) / den
+    if min(len(x), len(y)) < MIN_FOR_CI or not np.isfinite(y).all():
+        return {**none, "value": value}
+    rng = np.random.default_rng(BOOTSTRAP["seed"])
+    n = BOOTSTRAP["n_resamples"]
+    mx = np.median(x[rng.integers(0, len(x), (n, len(x)))], axis=1)
+    my = np.median(y[rng.integers(0, len(y), (n, len(y)))], axis=1)
+    tail = (1.0 - BOOTSTRAP["confidence_level"]) / 2
+    low, high = np.quantile(mx / my, [tail, 1.0 - tail], method="inverted_cdf")
+    return {"value": value, "ci_low": float(low), "ci_high": float(high)}

@@ -143,7 +143,8 @@ def fmt_num(v: Any, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _md_table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> list[str]:
+def md_table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> list[str]:
+    """A GitHub-markdown table's lines (also used by benchmarks/compare_peers.py)."""
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -187,7 +188,7 @@ def _md_configs(spec: SweepSpec, configs: list[dict[str, Any]]) -> list[str]:
     out = ["## Configurations", "",
            f"Over each configuration's seeds; {METRIC_LABELS[spec.metric]} statistics over solved "
            "seeds only. 'median, all' counts an unsolved seed as never solving.", ""]
-    out += _md_table(
+    out += md_table(
         ["rank", "config", *varying, "solved", "median", "IQM", "median, all", "mean best eval"],
         [[i + 1, s["config"], *(s["params"][f] for f in varying), f"{s['solved']}/{s['ran']}",
           fmt_metric(s["median"], spec.metric), fmt_metric(s["iqm"], spec.metric),
@@ -211,7 +212,7 @@ def _md_best(spec: SweepSpec, best: dict[str, Any], ranked: list[dict[str, Any]]
             "- With this few seeds these are descriptions, not estimates: rerun the winner with "
             "`cartpole.py --seeds 0-19 ...` for confidence intervals.", ""]
     seeds_of_best = [r for r in ranked if int(r["config"]) == best["config"]]
-    out += _md_table(["trial", "seed", "status", "solved", "time (s)", "env steps", "best eval"],
+    out += md_table(["trial", "seed", "status", "solved", "time (s)", "env steps", "best eval"],
                      [[r["trial"], r["seed"], r["status"], "yes" if r["solved"] is True else "no",
                        fmt_num(r["solve_wall_s"]), fmt_num(r["solve_env_steps"], 0),
                        fmt_num(r["best_eval_mean"])] for r in seeds_of_best])
@@ -225,7 +226,7 @@ def _md_trials(spec: SweepSpec, ranked: list[dict[str, Any]]) -> list[str]:
     out = ["## All trials, ranked", "",
            f"Solved trials by {METRIC_LABELS[spec.metric]}, then unsolved by best evaluation mean, "
            "failed last.", ""]
-    out += _md_table(
+    out += md_table(
         ["rank", "trial", *varying, "seed", "status", "solved", "time (s)", "env steps",
          "best eval", "stop"],
         [[i + 1, r["trial"], *(r.get(f, "") for f in varying), r["seed"], r["status"],

@@ -98,6 +98,7 @@ class LiveView(Observer):
         self.report: dict[str, Any] | None = None  # the child's last words (renders, rows)
         self.stopped_because = ""
         self._out = bytearray()
+        self._early_output = bytearray()  # the child's output, read while waiting for its end
         self._last_send = -math.inf
         self._proc: subprocess.Popen | None = None
         if backend is None and not display_available():
@@ -162,7 +163,8 @@ class LiveView(Observer):
                       file=sys.stderr, flush=True)
                 proc.wait()
             else:
-                proc.wait(timeout=PNG_TIMEOUT_S if self.png_requested else CLOSE_TIMEOUT_S)
+                _wait_for_report(proc, PNG_TIMEOUT_S if self.png_requested else CLOSE_TIMEOUT_S,
+                                 self._early_output)
         except subprocess.TimeoutExpired:
             proc.terminate()
             proc.wait()
@@ -230,7 +232,8 @@ class LiveView(Observer):
         if self._proc is None or self._proc.stdout is None or self._proc.stdout.closed:
             return
         try:
-            text = self._proc.stdout.read().decode(errors="replace").strip().splitlines()
+            raw = bytes(self._early_output) + self._proc.stdout.read()
+            text = raw.decode(errors="replace").strip().splitlines()
             self.report = json.loads(text[-1]) if text else None
         except (OSError, ValueError):
             self.report = None
@@ -241,6 +244,27 @@ class LiveView(Observer):
                     self._proc.stdin.close()
                 except OSError:
                     pass
+
+
+def _wait_for_report(proc: subprocess.Popen, timeout: float, sink: bytearray) -> None:
+    """Collect the child's output into `sink` until it closes it (it prints its report and
+    exits), then reap it; woken by the pipe itself, not by `Popen.wait(timeout)`'s sleeps of
+    up to 50 ms, which the run would spend after its figure was already written."""
+    import select
+    if proc.stdout is None or proc.stdout.closed:  # its output already read (or never piped)
+        proc.wait(timeout=timeout)
+        return
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        sink += chunk
+    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
 
 
 # ============================================================================================
@@ -441,4 +465,9 @@ def child_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))
+    code = child_main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The report is out and the window closed: skip the interpreter's teardown (matplotlib's
+    # and the GUI toolkit's), which the trainer would otherwise wait through.
+    os._exit(code)

@@ -58,6 +58,20 @@ def test_never_passing_stays_unsolved():
     assert not t.solved and t.solve_env_steps is None and t.solve_wall_s is None
 
 
+def test_failed_certificate_resets_the_streak_and_a_passed_one_solves_at_its_end():
+    t = cp.SolveTracker(2)
+    verdicts = iter([(False, 11.0), (True, 25.0)])
+    certify = lambda: next(verdicts)  # noqa: E731
+    assert not t.record(True, 1000, 10.0, certify)
+    assert not t.record(True, 2000, 10.5, certify)  # streak complete, certificate fails
+    assert not t.solved and t.consecutive == 0 and t.certificates_failed == 1
+    assert not t.record(True, 3000, 20.0, certify)  # a new streak from zero
+    assert t.record(True, 4000, 21.0, certify)      # completes it, certificate passes
+    assert t.solved and (t.solve_env_steps, t.solve_wall_s) == (4000, 25.0)
+    assert t.certificates == 2
+    assert not t.record(True, 5000, 30.0, certify)  # no certificate after the solve
+
+
 def test_solve_rounds_must_be_positive():
     with pytest.raises(ValueError):
         cp.SolveTracker(0)
@@ -82,12 +96,16 @@ def test_schedule_rejects_nonpositive_interval():
         cp.EvalSchedule(0)
 
 
-def test_round_seeds_never_overlap_within_or_across_runs():
-    # A round of up to 10,000 episodes uses seeds [base, base + episodes).
-    bases = sorted(cp.round_seed(seed, r) for seed in range(5) for r in range(200))
-    assert all(b - a >= 10_000 for a, b in zip(bases, bases[1:]))
-    confirm = cp.round_seed(0, cp.CONFIRM_ROUND)
-    assert all(abs(confirm - b) >= 10_000 for b in bases)
+def test_peers_play_the_trainers_episode_seeds():
+    # The same function and indices as the trainer's rounds, certificates and confirmation.
+    from training import trainer, wrap_up
+    assert cp.eval_seed is trainer.eval_seed
+    assert (cp.CERTIFICATE_ROUND, cp.CERTIFY_ENVS) == (trainer.CERTIFICATE_ROUND, trainer.CERTIFY_ENVS)
+    assert (cp.CONFIRM_ROUND, cp.CONFIRM_ENVS) == (wrap_up.CONFIRM_ROUND, wrap_up.CONFIRM_ENVS)
+    a = cp.parse_args([])
+    cfg = trainer.TrainConfig()
+    assert (a.eval_episodes, a.solve_rounds, a.certify_episodes) == \
+        (cfg.eval_episodes, cfg.solve_rounds, cfg.certify_episodes)
 
 
 # --- scheduling of runs ---------------------------------------------------------------------
@@ -107,7 +125,7 @@ def test_ratio_and_its_formatting():
 
 
 def test_number_formatting():
-    assert cp.fmt_num(None) == "-"
+    assert cp.fmt_num(None) == "–"  # the reports' mark for "none" (sweep_report.fmt_num)
     assert cp.fmt_num(math.inf) == "inf"
     assert cp.fmt_num(28000, 0) == "28,000"
     assert cp.fmt_num(28000.0, 0) == "28,000"
@@ -143,6 +161,20 @@ def test_ratio_lines_read_like_the_report():
     lines = cp.ratio_lines(cp.summarize(_runs(), cp.CONTENDERS))
     assert lines[0].startswith("sb3_dqn / ours = 5.7x")
     assert lines[1].startswith("sb3_ppo / ours = 1.7x")
+    assert "95% bootstrap interval [" in lines[0]
+
+
+def test_ratio_interval_counts_unsolved_runs_as_never():
+    summary = {s["contender"]: s for s in cp.summarize(_runs(), cp.CONTENDERS)}
+    ci = summary["sb3_dqn"]["ratio_vs_baseline_ci"]
+    assert ci["value"] == pytest.approx(40.0 / 7.0)
+    # With 3 runs a side every resampled median is one of the runs: the interval's ends are
+    # ratios of a dqn run (30, 40 or never) to one of ours (6, 7, 8).
+    assert ci["ci_low"] == pytest.approx(30.0 / 8.0) and ci["ci_high"] == math.inf
+    assert cp.fmt_interval(ci) == "[3.8x, inf]"
+    few = cp.summarize(_runs()[:6], cp.CONTENDERS)  # two runs a side: no interval
+    assert few[1]["ratio_vs_baseline_ci"]["ci_low"] is None
+    assert "none" in cp.fmt_interval(few[1]["ratio_vs_baseline_ci"])
 
 
 def test_ratio_lines_without_ours_or_with_ours_unsolved():
@@ -182,13 +214,16 @@ def test_markdown_report_has_both_tables():
     md = cp.render_markdown(runs, cp.summarize(runs, cp.CONTENDERS), meta)
     assert md.count("| contender |") == 2
     assert "64 greedy episodes all 500, 3 round(s) in a row" in md
+    assert "certificate" not in md
+    md = cp.render_markdown(runs, cp.summarize(runs, cp.CONTENDERS), {**meta, "certify_episodes": 1000})
+    assert "then a certificate of 1,000 never-seen episodes all 500" in md
     assert "- sb3_dqn / ours = 5.7x" in md
 
 
 # --- command line ---------------------------------------------------------------------------
 def test_defaults_are_the_strict_rule_and_all_contenders():
     a = cp.parse_args([])
-    assert (a.seeds, a.eval_episodes, a.solve_rounds) == (3, 64, 3)
+    assert (a.seeds, a.eval_episodes, a.solve_rounds, a.certify_episodes) == (5, 64, 3, 1000)
     assert a.contenders == ["ours", "sb3_dqn", "sb3_ppo"]
     assert a.out.startswith("/tmp/compare_peers-") and a.worker is None
 

@@ -168,3 +168,26 @@ def test_spread_skips_missing_entries():
     assert s == {"n": 3, "min": 0.5, "median": 0.75, "mean": 0.75, "max": 1.0}
     assert stats.spread([]) == {"n": 0, "min": None, "median": None, "mean": None, "max": None}
     assert stats.spread([0.9] * 4) == {"n": 4, "min": 0.9, "median": 0.9, "mean": pytest.approx(0.9), "max": 0.9}
+
+
+def test_ratio_of_medians_value_and_degenerate_cases():
+    r = stats.ratio_of_medians([30.0, 40.0, 50.0], [5.0, 10.0, 15.0])
+    assert r["value"] == pytest.approx(4.0) and r["ci_low"] <= 4.0 <= r["ci_high"]
+    assert stats.ratio_of_medians([], [1.0])["value"] is None
+    assert stats.ratio_of_medians([1.0], [0.0])["value"] is None
+    assert stats.ratio_of_medians([1.0], [math.inf, math.inf])["value"] is None
+    few = stats.ratio_of_medians([2.0, 4.0], [1.0, 1.0, 1.0])
+    assert few["value"] == 3.0 and few["ci_low"] is None  # under MIN_FOR_CI runs a side
+    same = stats.ratio_of_medians([6.0] * 4, [2.0] * 5)
+    assert (same["value"], same["ci_low"], same["ci_high"]) == (3.0, 3.0, 3.0)
+
+
+def test_ratio_of_medians_interval_is_an_order_statistic_of_possible_ratios():
+    # With odd group sizes a resampled median is one of the values, so both ends of the
+    # interval are ratios of one numerator value to one denominator value, inf included.
+    num, den = [30.0, 40.0, math.inf, 35.0, 45.0], [6.0, 7.0, 8.0]
+    r = stats.ratio_of_medians(num, den)
+    possible = {a / b for a in num for b in den}
+    assert r["ci_low"] in possible and r["ci_high"] in possible
+    assert r["value"] == pytest.approx(40.0 / 7.0)
+    assert r["ci_low"] < r["value"] < r["ci_high"]

@@ -18,27 +18,28 @@ Observers (TensorBoard, the live window) receive every row; they never steer the
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from common import rules
 from common.config import TrainConfig, linear_schedule
-from acting.eval_rounds import ROUND_ENVS, RoundRunner
+from acting.eval_rounds import RoundRunner
 from common.errors import CheckpointError, TrainingFault
 from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
 from common.observer import Observer, hook
-from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL_MODEL, METRICS_CSV,
-                     MODEL_DIR, SUMMARY_JSON, TIMINGS_JSON, RunDir)
+from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, METRICS_CSV, MODEL_DIR,
+                            RunDir)
+from training.wrap_up import CONFIRM_ROUND, wrap_up  # noqa: F401 (the confirmation's index, for users of eval_seed)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
-CONFIRM_ROUND = 10**6     # eval_seed index of the confirmation, far from any real round
 CERTIFICATE_ROUND = 2 * 10**6  # eval_seed index of the first certificate (one index each)
 CERTIFY_ENVS = 1000       # a certificate's episodes run this many at a time (one per env)
 
@@ -150,6 +151,15 @@ class Timer:
     def add(self, name: str, dt: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
 
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        """Add the block's wall seconds to `name` (also when it raises)."""
+        ts = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - ts)
+
 
 def eval_seed(seed: int, round_index: int) -> int:
     """Distinct, reproducible episode seeds for each evaluation round (and the confirmation)."""
@@ -196,20 +206,18 @@ class Trainer:
         self.cfg = cfg
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
                  + (", resuming from its latest checkpoint" if resume else ""))
-        t = time.time()
-        self._import_tensorflow()
-        self.timer.add("import", time.time() - t)
-        t = time.time()
-        self._build()
-        self.prog = self._restore() if resume else Progress()
-        self._prepare_loop()
-        self.timer.add("setup", time.time() - t)
+        with self.timer.section("import"):
+            self._import_tensorflow()
+        with self.timer.section("setup"):
+            self._build()
+            self.prog = self._restore() if resume else Progress()
+            self._prepare_loop()
 
     def _import_tensorflow(self) -> None:
-        from common.tf_import import enable_xla_cache, import_tensorflow
+        from common.tf_import import KEPT_OUT_OF_TRAINER, enable_xla_cache, import_tensorflow
         cfg = self.cfg
         self.xla_cache_dir = enable_xla_cache() if cfg.xla_cache and cfg.xla != "off" else None
-        self.tf = import_tensorflow()
+        self.tf = import_tensorflow(keep_out=KEPT_OUT_OF_TRAINER)
         from training import devices
         # Before TensorFlow touches a device: memory growth (or a limit) on every GPU, the
         # device and the precision actually used (ConfigError for --device gpu without one).
@@ -298,7 +306,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         try:
             reason = self.loop()
-            return self.wrap_up(reason)
+            return wrap_up(self, reason, lambda index: eval_seed(self.cfg.seed, index))
         except OSError as e:
             self.abort_observers()
             raise self._write_fault(e) from None
@@ -493,9 +501,8 @@ class Trainer:
 
     def apply_verdict(self) -> None:
         """Wait for the verdict of the oldest round without one; apply the solve rule to it."""
-        ts = time.perf_counter()
-        snap = self.round_runner.verdict()
-        self.timer.add("eval_wait", time.perf_counter() - ts)
+        with self.timer.section("eval_wait"):
+            snap = self.round_runner.verdict()
         if snap is None:
             return
         prog, cfg = self.prog, self.cfg
@@ -540,10 +547,10 @@ class Trainer:
         res = self.certify(snap)
         if not res.passed:
             return
-        ts = time.perf_counter()
-        champion = evaluation.evaluate(self.champion().greedy, res.requested, seed=snap.certificate_seed,
-                                       num_envs=min(res.requested, CERTIFY_ENVS))
-        self.timer.add("certificate", time.perf_counter() - ts)
+        with self.timer.section("certificate"):
+            champion = evaluation.evaluate(self.champion().greedy, res.requested,
+                                           seed=snap.certificate_seed,
+                                           num_envs=min(res.requested, CERTIFY_ENVS))
         if champion.passed:
             return
         self.export_best(snap)
@@ -553,15 +560,14 @@ class Trainer:
 
     def export_best(self, snap: Any) -> None:
         from acting import evaluation
-        ts = time.perf_counter()
-        self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
+        with self.timer.section("export"):
+            self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
         self._champion = evaluation.NumpyQNetwork(snap.weights)
         self.prog.best_model_env_steps = snap.env_steps
         if snap.certificate is not None and self.prog.certificate_episodes is None:
             self.prog.certificate_episodes = snap.certificate.requested
             self.prog.certificate_at_500 = snap.certificate.perfect
             self.prog.certificate_seed = snap.certificate_seed
-        self.timer.add("export", time.perf_counter() - ts)
 
     def champion(self) -> Any:
         """The network in best.keras (read back from the file after a resume)."""
@@ -571,9 +577,8 @@ class Trainer:
 
     def log_finished_rounds(self, wait: bool = False) -> None:
         """An eval.csv row for each round whose every episode has been played (all, with wait)."""
-        ts = time.perf_counter()
-        done = self.round_runner.completed(wait)
-        self.timer.add("eval_wait", time.perf_counter() - ts)
+        with self.timer.section("eval_wait"):
+            done = self.round_runner.completed(wait)
         for snap, res in done:
             s = res.stats()
             self.prog.best_eval_mean = max(self.prog.best_eval_mean, s["mean"])
@@ -615,10 +620,9 @@ class Trainer:
             if by_steps:
                 self.last_ckpt_steps = self.prog.env_steps
         elif now - self.last_csv_flush >= CSV_FLUSH_SECONDS:
-            ts = time.perf_counter()
-            self.flush_csvs()
+            with self.timer.section("logging"):
+                self.flush_csvs()
             self.last_csv_flush = now
-            self.timer.add("logging", time.perf_counter() - ts)
 
     def checkpoint(self) -> None:
         """Save the run's state. Applies no verdict: the rounds started are played out (their
@@ -653,147 +657,11 @@ class Trainer:
                                    next_chunk=cfg.train_every * cfg.num_envs)
         return budget or self.stop_requested
 
-    # --- wrap-up -----------------------------------------------------------------------------
-    def wrap_up(self, reason: str) -> dict[str, Any]:
-        """Final checkpoint, final model, confirmation of best.keras, figure, demo, summary.
-
-        The figure's process starts rendering the final PNG first (on the second core), while
-        this thread checkpoints, exports and confirms; `on_end` then collects it.
-        """
-        end_wall = self.wall()
-        solved = f"solved at {self.prog.solve_wall_s:.1f} s" if self.prog.solved else "not solved"
-        self.notify("on_loop_end", f"finished: {solved}")
-        self.checkpoint()
-        ts = time.perf_counter()
-        self.agent.export(str(self.run_dir / MODEL_DIR / FINAL_MODEL))
-        self.timer.add("export", time.perf_counter() - ts)
-        best_net = self._load_best() if self.prog.solved else None
-        confirm = self.confirm(best_net) if best_net is not None else {}
-        demo = self.write_demo(best_net) if self.cfg.graphics else None
-        self.flush_csvs()
-        summary = self.summary(reason, end_wall, confirm)
-        self.run_dir.write_json(SUMMARY_JSON, summary)
-        ts = time.perf_counter()
-        self.notify("on_end", summary)
-        self.timer.add("observers_end", time.perf_counter() - ts)
-        if not any(o.figure_written for o in self.observers):
-            self.write_figure()  # no figure process, or it could not deliver
-        self.write_timings(end_wall)
-        self.env.close()
-        self._say_where_it_wrote(summary, demo)
-        return summary
-
-    def write_timings(self, end_wall: float) -> None:
-        self.timer.add("eval_rounds_played", self.round_runner.busy_s)
-        self.run_dir.write_json(TIMINGS_JSON, {
-            "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
-            "total_wall_s": end_wall, "clock_origin": self.clock_origin,
-            "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
-                    "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
-                    "playing evaluation rounds (in the worker process, overlapping learning); "
-                    "eval_wait = time the loop waited for a round; observers_end = closing "
-                    "TensorBoard and collecting the final figure from its process (plot: the "
-                    "figure drawn here instead); wall from the clock origin"})
-
     def _load_best(self):
         """The network that passed the solve rounds, as exported (what --evaluate plays)."""
         from acting import evaluation
         net, _path = evaluation.load_saved_network(self.run_dir / MODEL_DIR / BEST_MODEL)
         return net
-
-    def confirm(self, best_net: Any) -> dict[str, Any]:
-        """`confirm_episodes` never-seen episodes with best.keras, reported, never judged."""
-        from acting import evaluation
-        if not self.cfg.confirm_episodes:
-            return {}
-        ts = time.perf_counter()
-        res = evaluation.evaluate(best_net.greedy, self.cfg.confirm_episodes,
-                                  seed=eval_seed(self.cfg.seed, CONFIRM_ROUND), num_envs=64)
-        confirm = res.stats()
-        self.timer.add("confirm", time.perf_counter() - ts)
-        self.say(f"confirmation: {confirm['at_500']}/{confirm['episodes']} never-seen episodes at "
-                 f"500 with {MODEL_DIR}/{BEST_MODEL} (mean {confirm['mean']:.1f}, "
-                 f"min {confirm['min']:.0f})")
-        return confirm
-
-    def write_figure(self) -> None:
-        from outputs.plots import plot_training
-        ts = time.perf_counter()
-        plot_training(self.prog.metrics_rows, self.prog.eval_rows, self.run_dir / FIGURE_PNG)
-        self.timer.add("plot", time.perf_counter() - ts)
-
-    def write_demo(self, best_net: Any) -> Path | None:
-        """A greedy episode of best.keras (the model that solved), or of the final network."""
-        from outputs.video import record_demo
-        ts = time.perf_counter()
-        net = best_net if best_net is not None else self.qnet
-        try:
-            info = record_demo(net.greedy, self.run_dir / demo_name(self.cfg), seed=self.cfg.seed,
-                               **demo_format(self.cfg))
-        except RuntimeError as e:
-            self.say(f"demo video skipped: {e}")
-            return None
-        finally:
-            self.timer.add("graphics", time.perf_counter() - ts)
-        return Path(info["path"])
-
-    def summary(self, reason: str, end_wall: float, confirm: dict[str, Any]) -> dict[str, Any]:
-        from common.errors import EXIT_SOLVED, EXIT_UNSOLVED
-        prog = self.prog
-        champion_share = self.champion_post_solve_share()
-        return {
-            "solved": prog.solved, "solve_wall_s": prog.solve_wall_s,
-            "solve_env_steps": prog.solve_env_steps, "solve_learn_steps": prog.solve_learn_steps,
-            "clock_origin": self.clock_origin,
-            "confirm_mean_return": confirm.get("mean"), "confirm_min_return": confirm.get("min"),
-            "confirm_episodes": confirm.get("episodes", 0), "confirm_at_500": confirm.get("at_500"),
-            "confirm_model": f"{MODEL_DIR}/{BEST_MODEL}" if confirm else None,
-            "total_wall_s": end_wall, "total_env_steps": prog.env_steps,
-            "total_learn_steps": prog.learn_steps, "eval_rounds": prog.rounds,
-            "best_eval_mean": prog.best_eval_mean, "post_solve_rounds": prog.post_solve_rounds,
-            "post_solve_passed": prog.post_solve_passed,
-            "post_solve_pass_fraction": (prog.post_solve_passed / prog.post_solve_rounds
-                                         if prog.post_solve_rounds else None),
-            "champion_post_solve_pass_fraction": champion_share,
-            "best_model_env_steps": prog.best_model_env_steps, "promotions": prog.promotions,
-            "certificate_episodes": prog.certificate_episodes,
-            "certificate_at_500": prog.certificate_at_500,
-            "certificate_seed": prog.certificate_seed,
-            "certificate_failure_bound": (rules.failure_rate_bound(prog.certificate_episodes)
-                                          if prog.certificate_episodes else None),
-            "certificates_failed": prog.certificates_failed,
-            "stop_reason": reason, "exit_code": EXIT_SOLVED if prog.solved else EXIT_UNSOLVED,
-            "seed": self.cfg.seed, "peak_rss_mb": self.peak_rss / 2**20,
-            "resumed_from_env_steps": prog.resumed_from_env_steps,
-            "store_and_learn_traces": self.store_and_learn.experimental_get_tracing_count(),
-        }
-
-    def champion_post_solve_share(self) -> float | None:
-        """The delivered model (best.keras) replayed on every post-solve round's own episodes:
-        the share of those rounds it passes (post_solve_pass_fraction is the learner's)."""
-        from acting import evaluation
-        prog, cfg = self.prog, self.cfg
-        post = [r for r in prog.eval_rows if prog.solved and r["round"] > prog.solved_at_round]
-        if not post:
-            return None
-        ts = time.perf_counter()
-        act = self.champion().greedy
-        passed = sum(evaluation.evaluate(act, cfg.eval_episodes, seed=eval_seed(cfg.seed, r["round"] - 1),
-                                         num_envs=min(cfg.eval_episodes, ROUND_ENVS)).passed for r in post)
-        self.timer.add("champion_replay", time.perf_counter() - ts)
-        return passed / len(post)
-
-    def _say_where_it_wrote(self, summary: dict[str, Any], demo: Path | None) -> None:
-        d = self.run_dir.path
-        if not summary["solved"]:
-            self.say(f"not solved: stopped by {summary['stop_reason']} after "
-                     f"{summary['total_env_steps']:,} env steps; best round mean "
-                     f"{summary['best_eval_mean']:.1f}")
-        files = [d / SUMMARY_JSON, d / FIGURE_PNG]
-        if summary["solved"]:
-            files.append(d / MODEL_DIR / BEST_MODEL)
-        files += [demo] if demo is not None else []
-        self.say("wrote " + ", ".join(str(f) for f in files))
 
     def say(self, message: str) -> None:
         if self.cfg.quiet:
@@ -830,14 +698,6 @@ def set_tf_threads(tf: Any, threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # TensorFlow already ran in this process (tests, Ray workers): keep its setting
-
-
-def demo_name(cfg: TrainConfig) -> str:
-    return f"cartpole_demo.{cfg.video_format}"
-
-
-def demo_format(cfg: TrainConfig) -> dict[str, Any]:
-    return {"fmt": cfg.video_format}
 
 
 def check_video_format(fmt: str) -> None:

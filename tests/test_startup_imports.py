@@ -1,0 +1,69 @@
+"""What a training process imports: nothing it does not use.
+
+Keras, imported by TensorFlow's own `__init__`, imports pandas and matplotlib.pyplot whenever
+they are installed (about a second of start-up between them); the trainer process uses neither
+(the figure is drawn by a process of its own). The trainer imports TensorFlow with both kept out
+(tf_import.modules_kept_out); these tests hold it to that, in a real (tiny) training process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+KEPT_OUT = ("pandas", "matplotlib", "matplotlib.pyplot")
+
+# A tiny run through the CLI, then the modules the process holds at its end.
+PROBE = """
+import json, sys
+import cartpole
+code = cartpole.main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(m for m in sys.modules if sys.modules[m] is not None)}))
+"""
+
+
+def _training_modules(tmp_path) -> set[str]:
+    args = ["--log-dir", str(tmp_path / "run"), "--seed", "0", "--max-env-steps", "2048",
+            "--quiet", "--no-profile", "--no-xla-cache"]
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["code"] == 3, proc.stderr[-2000:]  # ran to its budget: a whole (tiny) run
+    assert (tmp_path / "run" / "summary.json").is_file()
+    return set(out["modules"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib not installed")
+def test_a_training_process_never_imports_pandas_or_matplotlib(tmp_path):
+    modules = _training_modules(tmp_path)
+    assert "tensorflow" in modules and "keras" in modules  # it did train
+    assert not modules & set(KEPT_OUT), sorted(modules & set(KEPT_OUT))
+
+
+def test_kept_out_modules_import_normally_afterwards():
+    # The block lasts only while TensorFlow imports: a later explicit import (the trainer's
+    # own figure fallback) still works, and a module already imported is left alone.
+    code = ("import sys\n"
+            "from common.tf_import import KEPT_OUT_OF_TRAINER, modules_kept_out\n"
+            "import json\n"
+            "with modules_kept_out(KEPT_OUT_OF_TRAINER + ('json',)):\n"
+            "    try:\n"
+            "        import matplotlib.pyplot\n"
+            "        blocked = False\n"
+            "    except ImportError:\n"
+            "        blocked = True\n"
+            "    assert sys.modules['json'] is json\n"
+            "assert blocked and 'matplotlib' not in sys.modules\n"
+            "import matplotlib.pyplot\n"
+            "print('ok')\n")
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib not installed")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
