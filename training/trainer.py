@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from common import rules
+from common import rules, seeds
 from common.config import TrainConfig, linear_schedule
 from acting.eval_rounds import ROUND_ENVS, RoundRunner
 from common.errors import CheckpointError, TrainingFault
@@ -37,9 +37,23 @@ from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, FINAL
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
-CONFIRM_ROUND = 10**6     # eval_seed index of the confirmation, far from any real round
-CERTIFICATE_ROUND = 2 * 10**6  # eval_seed index of the first certificate (one index each)
 CERTIFY_ENVS = 1000       # a certificate's episodes run this many at a time (one per env)
+CONFIRM_ENVS = 64         # the confirmation's episodes run this many at a time
+#: What each time in summary.json and timings.json measures (they are all seconds from the
+#: clock origin, `clock_origin` in both files).
+CLOCKS = {
+    "solve_wall_s": "when the trainer applied the verdict that solved the run (its certificate "
+                    "played), just before the 'solved' line",
+    "total_wall_s": "when the training loop stopped, before the wrap-up (final checkpoint, "
+                    "exports, confirmation, figure, summary)",
+    "wrap_up_end_wall_s": "when timings.json was written, after the wrap-up; only the profile "
+                          "files and the process exit come later",
+}
+#: The clock of a resumed run: each session runs from its own process start, and a checkpoint
+#: carries the time up to it, so time spent after a session's last checkpoint (lost to a kill)
+#: is not counted, while each new session's start-up is.
+RESUMED_CLOCK = ("{origin}, summed over the run's sessions (each up to its last checkpoint; "
+                 "time lost after a kill not counted)")
 
 
 @dataclass
@@ -109,8 +123,15 @@ class Timer:
 
 
 def eval_seed(seed: int, round_index: int) -> int:
-    """Distinct, reproducible episode seeds for each evaluation round (and the confirmation)."""
-    return (seed * 7919 + 1) * 100_003 + round_index * 10_007
+    """The episode seeds of evaluation round `round_index` (0-based): a stream of their own,
+    disjoint from training's, the certificates' and the confirmation's (common/seeds.py)."""
+    return seeds.episode_seed(seed, seeds.ROUNDS, round_index)
+
+
+def training_reset_seed(seed: int, env_steps: int, num_envs: int) -> int:
+    """The training env's reset seed at `env_steps` (0 for a new run, a checkpoint's for a
+    resumed one): each reset point its own block of the training stream."""
+    return seeds.episode_seed(seed, seeds.TRAINING, env_steps // max(num_envs, 1))
 
 
 def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], None] | None = None,
@@ -149,6 +170,8 @@ class Trainer:
         t = time.time()
         self._build()
         self.prog = self._restore() if resume else Progress()
+        if self.prog.wall_before > 0:
+            self.clock_origin = RESUMED_CLOCK.format(origin=self.clock_origin)
         self._prepare_loop()
         self.timer.add("setup", time.time() - t)
 
@@ -182,7 +205,8 @@ class Trainer:
         # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
         self.device, self.mixed = self.placement["device"], self.placement["mixed_precision"]
         self.xla = cfg.xla != "off"
-        self.env = TFWrappedVecEnv(num_envs=cfg.num_envs, seed=cfg.seed)
+        self.env = TFWrappedVecEnv(num_envs=cfg.num_envs,
+                                   seed=training_reset_seed(cfg.seed, 0, cfg.num_envs))
         with tf.device(self.device):
             self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, self.env.observation_size,
                                                   alpha=cfg.alpha, seed=cfg.seed + 1)
@@ -219,8 +243,8 @@ class Trainer:
         self.epsilon_solved = EpsilonSchedule(eps, eps, 1)  # constant once solved
         self.chunk = np.zeros((cfg.train_every, cfg.num_envs, self.layout.width), np.float32)
         # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
-        self.obs = self.env.reset_numpy(
-            seed=cfg.seed + 1000 * (self.prog.env_steps // max(cfg.num_envs, 1)))
+        self.obs = self.env.reset_numpy(seed=training_reset_seed(cfg.seed, self.prog.env_steps,
+                                                                 cfg.num_envs))
         record = config_record(cfg, self.placement, self.xla, self.resume)
         record["resolved"]["xla_cache_dir"] = self.xla_cache_dir
         record["resolved"]["tf_threads"] = [tf.config.threading.get_intra_op_parallelism_threads(),
@@ -376,11 +400,7 @@ class Trainer:
         if self.bar is None:
             return
         self.bar.update(self.cfg.train_every * self.cfg.num_envs)
-        rows = self.prog.eval_rows
-        last = f"{rows[-1]['mean']:.0f}" if rows else "-"
-        self.bar.set_postfix_str(f"eps {eps:.2f} eval {last:>5} "
-                                 f"rounds {self.prog.consecutive}/{self.cfg.solve_rounds}",
-                                 refresh=False)
+        self.bar.set_postfix_str(bar_postfix(self.prog, self.cfg.solve_rounds, eps), refresh=False)
 
     def notify(self, event: str, *args: Any) -> None:
         for observer in self.observers:
@@ -438,7 +458,7 @@ class Trainer:
         from acting import evaluation
         ts = time.perf_counter()
         prog, n = self.prog, self.cfg.certify_episodes
-        seed = eval_seed(self.cfg.seed, CERTIFICATE_ROUND + prog.certificates)
+        seed = seeds.episode_seed(self.cfg.seed, seeds.CERTIFICATES, prog.certificates)
         prog.certificates += 1
         res = evaluation.evaluate(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed=seed,
                                   num_envs=min(n, CERTIFY_ENVS))
@@ -592,6 +612,9 @@ class Trainer:
         self.run_dir.write_json(TIMINGS_JSON, {
             "seconds": {k: round(v, 4) for k, v in self.timer.seconds.items()},
             "total_wall_s": end_wall, "clock_origin": self.clock_origin,
+            # Taken here, as the last file is written: the wrap-up is in it, the profile files
+            # and the exit after it are not.
+            "wrap_up_end_wall_s": self.wall(), "clocks": CLOCKS,
             "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
                     "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
                     "playing evaluation rounds (in the worker process, overlapping learning); "
@@ -612,7 +635,8 @@ class Trainer:
             return {}
         ts = time.perf_counter()
         res = evaluation.evaluate(best_net.greedy, self.cfg.confirm_episodes,
-                                  seed=eval_seed(self.cfg.seed, CONFIRM_ROUND), num_envs=64)
+                                  seed=seeds.episode_seed(self.cfg.seed, seeds.CONFIRMATION, 0),
+                                  num_envs=CONFIRM_ENVS)
         confirm = res.stats()
         self.timer.add("confirm", time.perf_counter() - ts)
         self.say(f"confirmation: {confirm['at_500']}/{confirm['episodes']} never-seen episodes at "
@@ -632,7 +656,8 @@ class Trainer:
         ts = time.perf_counter()
         net = best_net if best_net is not None else self.qnet
         try:
-            info = record_demo(net.greedy, self.run_dir / demo_name(self.cfg), seed=self.cfg.seed,
+            info = record_demo(net.greedy, self.run_dir / demo_name(self.cfg),
+                               seed=seeds.episode_seed(self.cfg.seed, seeds.DEMO, 0),
                                **demo_format(self.cfg))
         except RuntimeError as e:
             self.say(f"demo video skipped: {e}")
@@ -776,6 +801,18 @@ def config_record(cfg: TrainConfig, placement: dict[str, Any], xla: bool, resume
                      "keras": keras.__version__, "gymnasium": gymnasium.__version__,
                      "numpy": np.__version__},
         "argv": sys.argv}
+
+
+def bar_postfix(prog: Progress, solve_rounds: int, eps: float) -> str:
+    """The progress bar's text: the streak towards the solve, then (with --keep-training) how
+    the rounds after it went; the streak keeps counting past the solve, so n/3 would mislead."""
+    rows = prog.eval_rows
+    last = f"{rows[-1]['mean']:.0f}" if rows else "-"
+    if prog.solved:
+        rounds = f"solved, after it {prog.post_solve_passed}/{prog.post_solve_rounds} rounds passed"
+    else:
+        rounds = f"rounds {prog.consecutive}/{solve_rounds}"
+    return f"eps {eps:.2f} eval {last:>5} {rounds}"
 
 
 def progress_bar(cfg: TrainConfig):
