@@ -60,3 +60,10 @@ def test_bar_after_the_solve_says_solved_not_rounds_52_of_3():
                     post_solve_passed=49, eval_rows=[{"mean": 500.0}])
     text = bar_postfix(prog, 3, 0.01)
     assert "52/3" not in text and "solved" in text and "49/50" in text
+
+
+def test_report_says_what_the_iqm_keeps():
+    from experiments.seeds_report import iqm_meaning
+    text = iqm_meaning(10)
+    assert "middle 50%" not in text and "2 of 10 from each end" in text and "middle 6" in text
+    assert "middle 10" in iqm_meaning(20)

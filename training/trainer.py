@@ -615,6 +615,9 @@ class Trainer:
             # Taken here, as the last file is written: the wrap-up is in it, the profile files
             # and the exit after it are not.
             "wrap_up_end_wall_s": self.wall(), "clocks": CLOCKS,
+            # CPU seconds of this process alone (all its threads; not the evaluation worker's
+            # or the figure's process): unlike wall time, hardly moved by other load.
+            "process_cpu_s": round(time.process_time(), 3),
             "note": "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
                     "act_and_pack = NumPy acting and packing; eval_rounds_played = time spent "
                     "playing evaluation rounds (in the worker process, overlapping learning); "
