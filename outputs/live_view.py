@@ -1,11 +1,11 @@
 """The live training window (`--graphics` with a display), drawn by a child process.
 
-A render of the six-panel figure costs ~0.5 s of CPU. Drawn in the trainer's process that is
-0.5 s of training lost per refresh, so the old in-process window refreshed every 15 s and showed
-a 10-second run as a single point. Here a child process (`python -m outputs.live_view --child`, on the
-second core, which the single-threaded trainer leaves idle) owns the matplotlib window and redraws
-at most about once a second, spaced so that redraws take at most MAX_DRAW_SHARE of a core; the trainer only appends each new row to a byte buffer and hands it to a
-non-blocking pipe a few times a second.
+A render of the six-panel figure costs a good part of a second of CPU, all of it training lost
+when drawn in the trainer's process. Here a child process (`python -m outputs.live_view
+--child`, on the second core, which the single-threaded trainer leaves idle) owns the
+matplotlib window and redraws at most about once a second, spaced so that redraws take at most
+MAX_DRAW_SHARE of a core; the trainer only appends each new row to a byte buffer and hands it
+to a non-blocking pipe a few times a second.
 
 - Only rows added since the last send cross the pipe (one JSON line each).
 - The trainer never waits for the window: when the pipe is full (the child is busy drawing) the

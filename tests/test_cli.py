@@ -76,7 +76,10 @@ def test_readme_command_parses_and_validates(args):
     from training import cli
     args_ns = cli.build_parser().parse_args(args)  # SystemExit(2) on an unknown flag
     cfg = cli.config_from_args(args_ns)
-    assert cfg.log_dir
+    if "--log-dir" in args:
+        assert cfg.log_dir == args[args.index("--log-dir") + 1]
+    else:  # the documented default: runs/<timestamp>
+        assert re.fullmatch(r"runs/\d{8}-\d{6}", cfg.log_dir), cfg.log_dir
     if args_ns.seeds:
         from experiments import multiseed
         assert multiseed.parse_seeds(args_ns.seeds)
