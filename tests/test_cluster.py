@@ -87,6 +87,37 @@ def load_spec_on_worker_nodes(path: str) -> sweep_spec.SweepSpec:
 # ------------------------------------------------------------------------------------------------
 # The test
 # ------------------------------------------------------------------------------------------------
+#: How long the fixture waits for both nodes to register, and how often it starts them afresh
+#: when Ray gives up on a node's start-up (see start_two_nodes).
+NODE_START_TIMEOUT_S = 300
+NODE_START_ATTEMPTS = 3
+
+
+def start_two_nodes(cluster_class: Any, head_tmp: str, worker_tmp: str) -> tuple[Any, Any]:
+    """A head without CPUs and a worker node, registered.
+
+    Ray gives a starting node a fixed 30 s to register its raylet (`Node.__init__`, not
+    configurable), and its test cluster waits another fixed 30 s per node. On a loaded 2-core
+    machine a node's start took 48 s, and a first start on a fresh machine also compiles Ray's
+    modules: "The current node timed out during startup" was this fixture's occasional error.
+    So nodes are added without the cluster's wait, awaited with a bound of our own, and a start
+    that Ray gave up on is retried from scratch.
+    """
+    for attempt in range(1, NODE_START_ATTEMPTS + 1):
+        cluster = cluster_class(initialize_head=False)
+        try:
+            cluster.add_node(wait=False, num_cpus=0, include_dashboard=False, temp_dir=head_tmp)
+            worker = cluster.add_node(wait=False, num_cpus=2, resources={"worker_node": 2},
+                                      temp_dir=worker_tmp)
+            cluster.wait_for_nodes(timeout=NODE_START_TIMEOUT_S)
+            return cluster, worker
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
+            cluster.shutdown()
+            if attempt == NODE_START_ATTEMPTS or "timed out during startup" not in str(e):
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def two_node_cluster():
     from ray.cluster_utils import Cluster
@@ -94,17 +125,16 @@ def two_node_cluster():
     # worker's temp dir differing from the head's is what a second machine looks like.
     head_tmp = tempfile.mkdtemp(prefix="rhead", dir="/tmp")
     worker_tmp = tempfile.mkdtemp(prefix="rwork", dir="/tmp")
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "temp_dir": head_tmp})
+    cluster = worker = None
     try:
-        worker = cluster.add_node(num_cpus=2, resources={"worker_node": 2}, temp_dir=worker_tmp)
-        cluster.wait_for_nodes()
+        cluster, worker = start_two_nodes(Cluster, head_tmp, worker_tmp)
         yield cluster, worker
     finally:
         import ray
         if ray.is_initialized():
             ray.shutdown()
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
 
@@ -162,3 +192,34 @@ def test_sweep_on_two_nodes_brings_every_trial_home(tmp_path: Path, two_node_clu
     # Nothing of the trials in the log dir itself; Tune's records and the reports in the storage.
     assert not (log_dir / TRIALS_DIR).exists()
     assert (storage / TUNE_DIR).is_dir() and (storage / SWEEP_MD).is_file() and (storage / SWEEP_CSV).is_file()
+
+
+class FlakyCluster:
+    """A stand-in for ray.cluster_utils.Cluster whose first `fails` starts time out like Ray's."""
+    started: list["FlakyCluster"] = []
+
+    def __init__(self, initialize_head: bool, fails: int = 1) -> None:
+        assert initialize_head is False
+        self.nodes, self.down = [], False
+        FlakyCluster.started.append(self)
+
+    def add_node(self, wait: bool = True, **args: Any) -> str:
+        assert wait is False, "the cluster's own fixed 30 s wait must not be used"
+        if len(FlakyCluster.started) == 1:
+            raise Exception("The current node timed out during startup. This could happen ...")
+        self.nodes.append(args)
+        return f"node{len(self.nodes)}"
+
+    def wait_for_nodes(self, timeout: float) -> None:
+        assert timeout >= NODE_START_TIMEOUT_S
+
+    def shutdown(self) -> None:
+        self.down = True
+
+
+def test_a_node_start_that_ray_gave_up_on_is_retried() -> None:
+    FlakyCluster.started = []
+    cluster, worker = start_two_nodes(FlakyCluster, "/tmp/h", "/tmp/w")
+    first, second = FlakyCluster.started
+    assert first.down and not second.down and cluster is second and worker == "node2"
+    assert cluster.nodes[1]["resources"] == {"worker_node": 2}
