@@ -100,9 +100,13 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
     from acting import evaluation
     if not 1 <= episodes <= 100_000:
         raise ConfigError(f"--episodes must be in [1, 100000], got {episodes}")
+    from common import seeds
+    seed = seeds.EVALUATE_DEFAULT_SEED if seed is None else seed
+    if not 0 <= seed < seeds.SEED_LIMIT:
+        raise ConfigError(f"--seed must be in [0, 2^31), got {seed}")
     act, model_path = evaluation.load_saved_policy(path)
-    seed = 12345 if seed is None else seed
-    res = evaluation.evaluate(act, episodes, seed=seed)
+    # Its own stream: --evaluate --seed N never replays run N's training start states.
+    res = evaluation.evaluate(act, episodes, seed=seeds.episode_seed(seed, seeds.EVALUATE, 0))
     s = res.stats()
     print(f"{model_path}: {s['episodes']} episodes of CartPole-v1: mean {s['mean']:.1f}, "
           f"min {s['min']:.0f}, max {s['max']:.0f}, {s['at_500']}/{s['episodes']} at 500 "
@@ -112,7 +116,8 @@ def evaluate_saved(path: str, episodes: int, graphics: bool, seed: int | None,
         from outputs.video import record_demo
         check_video_format(video_format)
         try:
-            info = record_demo(act, model_path.parent / "cartpole_demo", seed=seed, fmt=video_format)
+            info = record_demo(act, model_path.parent / "cartpole_demo",
+                               seed=seeds.episode_seed(seed, seeds.DEMO, 0), fmt=video_format)
         except RuntimeError as e:
             raise ConfigError(f"demo not written: {e}") from None
         print(f"demo: {info['path']} ({info['frames']} frames, return {info['return']:.0f})")

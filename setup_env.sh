@@ -12,8 +12,21 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _venv="${CARTPOLE_VENV:-$_root/.venv}"
 _py="${PYTHON:-}"
 # Seconds since the epoch with a fraction; EPOCHREALTIME (bash >= 5) needs no fork. Its decimal
-# mark follows the locale, so a comma becomes a point.
-_now() { local t="${EPOCHREALTIME:-}"; [ -n "$t" ] || t="$(date +%s)"; echo "${t/,/.}"; }
+# mark follows the locale, so a comma becomes a point. Older bash (macOS ships 3.2): GNU date's
+# %N, else Perl's Time::HiRes (macOS's date has no %N and prints it literally), and whole
+# seconds only when neither is there. The trainer's clock starts from this moment, so whole
+# seconds would put its origin up to a second early.
+_now() {
+  local t="${EPOCHREALTIME:-}"
+  if [ -z "$t" ]; then
+    t="$(date +%s.%N 2>/dev/null)"
+    case "$t" in
+      *[!0-9.]*|*.|"") t="$(perl -MTime::HiRes=time -e 'printf "%.6f", time' 2>/dev/null)" ;;
+    esac
+    [ -n "$t" ] || t="$(date +%s)"
+  fi
+  echo "${t/,/.}"
+}
 _setup_t0="$(_now)"
 _setup_did=""
 if [ -z "$_py" ]; then

@@ -17,7 +17,7 @@ Fairness rules (why the numbers are comparable):
   trainer's rule; the certificate's time counts in the solve, as it does in ours). Then
   `confirm_episodes` fresh episodes confirm the policy that solved (reported, not judged).
 * The same episode seeds as the trainer's: round i of seed s plays the trainer's
-  `eval_seed(s, i)`, the certificates and the confirmation its reserved indices.
+  `eval_seed(s, i)`, the certificates and the confirmation their own seed streams.
 * A peer imports only what it would in an environment of its own: SB3 is imported with
   TensorFlow kept out (torch.utils.tensorboard imports it whenever it is installed, and it is
   installed here only for our trainer).
@@ -62,8 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from common import rules  # noqa: E402  (the solve rule, as the trainer applies it)
 from common.config import TrainConfig  # noqa: E402  (the trainer's defaults for the rule)
-from training.trainer import CERTIFICATE_ROUND, CERTIFY_ENVS, eval_seed  # noqa: E402
-from training.wrap_up import CONFIRM_ENVS, CONFIRM_ROUND  # noqa: E402
+from training.trainer import CERTIFY_ENVS, certificate_seed, eval_seed  # noqa: E402
+from training.wrap_up import CONFIRM_ENVS, confirmation_seed  # noqa: E402
 from experiments import stats, sweep_report  # noqa: E402  (statistics and report formatting)
 
 CONTENDERS = ("ours", "sb3_dqn", "sb3_ppo")
@@ -451,7 +451,7 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
 
     def certify(model: Any) -> tuple[bool, float]:
         """The snapshot that completed the streak on its certificate, as the trainer plays it."""
-        cert_seed = eval_seed(seed, CERTIFICATE_ROUND + tracker.certificates - 1)
+        cert_seed = certificate_seed(seed, tracker.certificates - 1)
         ts = time.perf_counter()
         res = evaluation.evaluate(greedy_act(model), certify_episodes, seed=cert_seed,
                                   num_envs=min(certify_episodes, CERTIFY_ENVS))
@@ -510,7 +510,7 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
     confirm: dict[str, Any] = {}
     if tracker.solved and confirm_episodes:
         res = evaluation.evaluate(greedy_act(model), confirm_episodes,
-                                  seed=eval_seed(seed, CONFIRM_ROUND), num_envs=CONFIRM_ENVS)
+                                  seed=confirmation_seed(seed), num_envs=CONFIRM_ENVS)
         confirm = res.stats()
     env.close()
     return {

@@ -71,12 +71,13 @@ class TrainConfig:
         "Learning steps over which the learning rate decays from --lr to --lr-final."))
     lr_solved: float | None = field(default=None, metadata=_opt(
         "Learning rate from the moment the task is solved (with --keep-training); default: "
-        "--lr-final. Measured: 1e-3 kept runs solved more often than 5e-3, 1e-4 less often."))
+        "--lr-final. A solved network needs small steps to stay solved, yet not so small that "
+        "it stops correcting what it forgets (docs/performance.md compares values)."))
     layer_norm: bool = field(default=False, metadata=_opt(
-        "LayerNormalization after each hidden Dense layer (Dense -> LayerNorm -> ReLU). Helps a "
-        "solved agent stay solved (seeds 0-19, --keep-training 200000: median share of "
-        "post-solve rounds passing 1.00 with it, 0.88 without) but solves ~30% slower here "
-        "(median 10.2 s vs 7.7 s, 20 seeds), so it is off by default (docs/performance.md)."))
+        "LayerNormalization after each hidden Dense layer (Dense -> LayerNorm -> ReLU). It "
+        "helps a solved agent stay solved but makes every learning step dearer and the solve "
+        "slower, and the default is tuned for time to solve, so it is off by default "
+        "(docs/performance.md has the figures)."))
     weight_decay: float = field(default=0.0, metadata=_opt(
         "Decoupled weight decay (AdamW) on the Q-network's kernels, per learning step scaled "
         "by the learning rate; biases and LayerNorm's gamma/beta are not decayed. 0 = plain "
@@ -126,10 +127,12 @@ class TrainConfig:
         choices=("auto", "on", "off")))
     xla_cache: bool = field(default=True, metadata=_opt(
         "Keep compiled XLA programs in ~/.cache/cartpole/xla (or $CARTPOLE_XLA_CACHE) so later "
-        "runs of the same configuration load them (first call 1.4 s -> 0.6 s here)."))
+        "runs of the same configuration load them instead of compiling again (the first "
+        "learning call's cost; docs/performance.md)."))
     threads: int = field(default=1, metadata=_opt(
-        "TensorFlow intra- and inter-op threads (0 = TensorFlow's default). One thread measured "
-        "~18% faster per learning step on the 2-core CPU: the loop is sequential anyway."))
+        "TensorFlow intra- and inter-op threads (0: as many as TensorFlow picks). The loop is "
+        "sequential and its ops are small, so a second thread mostly waits on the first, and "
+        "the second core is the evaluation worker's (docs/performance.md)."))
     mixed_precision: str = field(default="auto", metadata=_opt(
         "mixed_float16 with loss scaling: auto (on only with a GPU), on, off.",
         choices=("auto", "on", "off")))
@@ -164,7 +167,8 @@ class TrainConfig:
     max_env_steps: int = field(default=1_000_000, metadata=_opt(
         "Budget of environment steps; exit code 3 if unsolved by then."))
     max_seconds: float | None = field(default=None, metadata=_opt(
-        "Wall-clock budget in seconds (from process start)."))
+        "Wall-clock budget in seconds from process start (default: none, only the env-step "
+        "budget)."))
 
     # --- checkpoints -------------------------------------------------------------------------
     checkpoint_every: int = field(default=100_000, metadata=_opt(

@@ -18,7 +18,8 @@ class Metric:
 
 #: metrics.csv: one row per store-and-learn call.
 TRAIN_METRICS = (
-    Metric("wall_s", None, "seconds since the clock origin (process start), across resumed sessions"),
+    Metric("wall_s", None, "seconds since the clock origin (process start) when the row was "
+           "recorded, after its learning call; a resumed run's sessions summed"),
     Metric("env_steps", None, "environment steps so far (the x axis of every TensorBoard curve)"),
     Metric("learn_steps", "charts/learn_steps", "learning steps (gradient updates) so far"),
     Metric("epsilon", "charts/epsilon", "exploration epsilon of the last collected vector step"),
@@ -43,7 +44,8 @@ TRAIN_METRICS = (
 #: all `eval_episodes` episodes of the round: rounds are played out, never cut at a failure.
 EVAL_METRICS = (
     Metric("round", None, "evaluation round, 1-based"),
-    Metric("wall_s", None, "seconds since the clock origin when the round finished"),
+    Metric("wall_s", None, "seconds since the clock origin when the trainer collected the round's "
+           "verdict (the worker played it earlier, while learning went on)"),
     Metric("env_steps", None, "training env steps of the weights that were evaluated"),
     Metric("learn_steps", None, "learning steps of the weights that were evaluated"),
     Metric("episodes", "eval/episodes", "episodes played in the round (all of them)"),

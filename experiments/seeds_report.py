@@ -152,6 +152,15 @@ def _md_outcome(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def iqm_meaning(n: int) -> str:
+    """What the IQM column is, for `n` values: "the middle 50%" holds only when 4 divides n."""
+    cut = n // 4
+    return (f"IQM = interquartile mean (Agarwal et al. 2021): the mean after cutting floor(n/4) "
+            f"values from each end, here {cut} of {n} from each end, so the mean of the middle "
+            f"{n - 2 * cut}; the same function as rliable's aggregate_iqm (scipy's "
+            f"trim_mean(x, 0.25)), which gives identical values.")
+
+
 def _md_solve_stats(report: dict[str, Any]) -> list[str]:
     b, n_ran = report["bootstrap"], report["success"]["ran"]
     t, e = report["solve_wall_s"], report["solve_env_steps"]
@@ -160,8 +169,8 @@ def _md_solve_stats(report: dict[str, Any]) -> list[str]:
         f"Over the {t['n']} solved seed(s); {t['excluded_unsolved']} unsolved seed(s) excluded. "
         f"Brackets: {100 * b['confidence_level']:.0f}% {b['method']} bootstrap confidence interval "
         f"({b['n_resamples']:,} resamples, fixed seed), given from {b['min_n']} values up. "
-        "IQM = mean of the middle 50% (Agarwal et al. 2021). Time is wall-clock seconds from "
-        "process start, so it includes start-up.", "",
+        f"{iqm_meaning(t['n'])} Time is wall-clock seconds from process start, so it includes "
+        "start-up.", "",
         f"| metric | median | IQM | mean | min | max | median of all {n_ran} (unsolved = inf) |",
         "|---|---|---|---|---|---|---|",
     ]

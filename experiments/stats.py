@@ -70,7 +70,8 @@ def trimmed_mean(values: Any, proportion_cut: float, axis: int = -1) -> Any:
 
 
 def iqm(values: Any, axis: int = -1) -> Any:
-    """Interquartile mean: the mean of the middle 50% (25% cut from each end, as rliable)."""
+    """Interquartile mean: floor(n/4) values cut from each end (the middle 50% only when 4
+    divides n: for n = 10 it keeps 6), as rliable's aggregate_iqm, which is this same call."""
     return trimmed_mean(values, 0.25, axis=axis)
 
 

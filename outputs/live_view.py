@@ -1,11 +1,11 @@
 """The live training window (`--graphics` with a display), drawn by a child process.
 
-A render of the six-panel figure costs far more CPU than a chunk of training, so a window drawn
-in the trainer's process would either stall training or refresh too rarely to show a run that
-solves in seconds. Here a child process (`python -m outputs.live_view --child`, on the
-second core, which the single-threaded trainer leaves idle) owns the matplotlib window and redraws
-about once a second; the trainer only appends each new row to a byte buffer and hands it to a
-non-blocking pipe a few times a second.
+A render of the six-panel figure costs a good part of a second of CPU, all of it training lost
+when drawn in the trainer's process. Here a child process (`python -m outputs.live_view
+--child`, on the second core, which the single-threaded trainer leaves idle) owns the
+matplotlib window and redraws at most about once a second, spaced so that redraws take at most
+MAX_DRAW_SHARE of a core; the trainer only appends each new row to a byte buffer and hands it
+to a non-blocking pipe a few times a second.
 
 - Only rows added since the last send cross the pipe (one JSON line each).
 - The trainer never waits for the window: when the pipe is full (the child is busy drawing) the
@@ -47,6 +47,16 @@ from outputs.plots import display_available  # cheap: plots imports matplotlib o
 
 #: The child redraws at most this often (seconds), and only when new rows arrived.
 REFRESH_S = 1.0
+#: Share of one core the child's live redraws may use: after a redraw that took d CPU seconds
+#: the next waits at least d / MAX_DRAW_SHARE. The child runs at normal priority (at nice 19 it
+#: got no CPU at all while the trainer, its evaluation worker and any other work kept both
+#: cores busy, so the window only appeared once training had ended); this cap is what keeps it
+#: from taking the second core from the evaluation worker instead.
+MAX_DRAW_SHARE = 0.5
+#: Live redraws reuse the axes' positions of the last constrained layout (the layout is about a
+#: third of a redraw's CPU) and lay the figure out afresh only every this many redraws, so that
+#: growing tick labels still get their room. The final figure is always laid out in full.
+RELAYOUT_EVERY = 8
 #: The trainer writes to the pipe at most this often; rows in between are batched.
 SEND_EVERY_S = 0.25
 #: Give up the live view if this much is waiting for a child that does not read.
@@ -321,17 +331,18 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     the trainer went away without a hand-over, "end" after the final figure).
     """
     feed = Feed()
-    renders, last_draw, draw_s = 0, -math.inf, 0.0
+    renders, last_draw, draw_s, wait_s = 0, -math.inf, 0.0, refresh_s
     while True:
         feed.drain(inbox)
         if not window.is_open():
             return _report(renders, feed, "closed", draw_s)
         if feed.end is not None or feed.eof:
             break
-        if feed.dirty and clock() - last_draw >= refresh_s:
-            t = time.perf_counter()
+        if feed.dirty and clock() - last_draw >= wait_s:
+            t, cpu = time.perf_counter(), time.thread_time()
             window.draw(feed.metrics, feed.evals, title)
             draw_s += time.perf_counter() - t
+            wait_s = max(refresh_s, (time.thread_time() - cpu) / MAX_DRAW_SHARE)
             renders, last_draw, feed.dirty = renders + 1, clock(), False
         window.pump(pump_s)
     if feed.eof:
@@ -342,6 +353,8 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
         # Hand-over: the final figure shows every row, however recent the last draw was, and
         # stays until the user closes the window. (Without a person there, nobody would see
         # it: the window just closes.)
+        if hasattr(window, "lay_out_next"):
+            window.lay_out_next()
         window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
         renders += 1
         while window.can_hold and window.is_open():
@@ -388,6 +401,7 @@ class MatplotlibWindow:
         else:
             raise RuntimeError(f"no GUI toolkit for matplotlib ({', '.join(_BACKENDS)})")
         self.fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+        self._draws = 0
         manager = self.fig.canvas.manager
         if manager is not None:
             manager.set_window_title(title)
@@ -401,11 +415,22 @@ class MatplotlibWindow:
 
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
         from outputs.plots import draw_training
+        relayout = self._draws % RELAYOUT_EVERY == 0
+        kept = [ax.get_position() for ax in self.fig.axes]
+        self.fig.set_layout_engine("constrained" if relayout else "none")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             draw_training(self.fig, metrics_rows, eval_rows, title)
+        if not relayout and len(kept) == len(self.fig.axes):
+            for ax, box in zip(self.fig.axes, kept):
+                ax.set_position(box)
+        self._draws += 1
         self.fig.canvas.draw_idle()
         self.fig.canvas.flush_events()
+
+    def lay_out_next(self) -> None:
+        """The next draw gets a full constrained layout (the final figure)."""
+        self._draws = 0
 
     def pump(self, seconds: float) -> None:
         self.fig.canvas.start_event_loop(seconds)
@@ -438,15 +463,8 @@ def child_main(argv: list[str]) -> int:
     # SIGTERM (the trainer's `abort`, or `timeout`/systemd signalling the whole group) ends the
     # window quietly: the trainer writes the figure itself if it still needs one.
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-    # The trainer's evaluation worker also wants the second core. Lowest priority: whenever the
-    # CPUs are contended the window refreshes less often, and the trainer does not slow down.
-    # Not for the off-screen figure (no live redraws): its one render is the final PNG, which
-    # the end of the run waits for, and which must not starve behind other work.
-    if hasattr(os, "nice") and math.isfinite(args.refresh):
-        try:
-            os.nice(19)
-        except OSError:
-            pass
+    # Normal priority, like the trainer: MAX_DRAW_SHARE in run_child bounds what the redraws
+    # take, while a low priority let any other busy process starve the window entirely.
     try:
         window = MatplotlibWindow(args.title, args.backend)
     except Exception as e:  # noqa: BLE001 - no X server, no toolkit: the view is just off

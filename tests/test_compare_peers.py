@@ -100,8 +100,8 @@ def test_peers_play_the_trainers_episode_seeds():
     # The same function and indices as the trainer's rounds, certificates and confirmation.
     from training import trainer, wrap_up
     assert cp.eval_seed is trainer.eval_seed
-    assert (cp.CERTIFICATE_ROUND, cp.CERTIFY_ENVS) == (trainer.CERTIFICATE_ROUND, trainer.CERTIFY_ENVS)
-    assert (cp.CONFIRM_ROUND, cp.CONFIRM_ENVS) == (wrap_up.CONFIRM_ROUND, wrap_up.CONFIRM_ENVS)
+    assert (cp.certificate_seed, cp.CERTIFY_ENVS) == (trainer.certificate_seed, trainer.CERTIFY_ENVS)
+    assert (cp.confirmation_seed, cp.CONFIRM_ENVS) == (wrap_up.confirmation_seed, wrap_up.CONFIRM_ENVS)
     a = cp.parse_args([])
     cfg = trainer.TrainConfig()
     assert (a.eval_episodes, a.solve_rounds, a.certify_episodes) == \

@@ -217,7 +217,8 @@ def test_real_tensorflow_without_gpu_is_a_no_op() -> None:
     (["--gpu-memory-limit", "-512"], "--gpu-memory-limit must be in [1, 1048576] MB, got -512"),
 ])
 def test_bad_gpu_flags_are_one_line_and_exit_2(tmp_path, args: list[str], fragment: str) -> None:
-    proc = run_cli(*args, "--log-dir", str(tmp_path / "run"), timeout=120)
+    # A budget of its own: were the flag accepted, the run would stop in seconds.
+    proc = run_cli(*args, "--log-dir", str(tmp_path / "run"), "--max-env-steps", "2048", timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cartpole.py: error: ") and fragment in lines[0]

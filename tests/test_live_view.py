@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
+import time
+
+import numpy as np
 
 from outputs import live_view
 
@@ -257,3 +261,42 @@ def test_hand_over_to_a_child_that_never_reads_gives_up_instead_of_hanging(monke
     assert not view.active
     assert view.stopped_because == "the window did not take the last rows in time"
     os.close(view._proc.r)
+
+
+class CostlyWindow(FakeWindow):
+    """A window whose every draw burns `cost` CPU seconds, like a real render."""
+
+    def __init__(self, clock: list[float], cost: float) -> None:
+        super().__init__(clock)
+        self.cost, self.drawn_at = cost, []
+
+    def draw(self, metrics_rows, eval_rows, title):
+        super().draw(metrics_rows, eval_rows, title)
+        self.drawn_at.append(self.clock[0])
+        start = time.thread_time()
+        while time.thread_time() - start < self.cost:
+            pass
+
+
+def test_redraws_take_at_most_their_share_of_a_core():
+    """The child runs at normal priority (a niced one got no CPU on a busy machine), so its
+    redraws are spaced by their own cost: at most MAX_DRAW_SHARE of one core."""
+    clock = [0.0]
+    win = CostlyWindow(clock, cost=0.05)
+    live_view.run_child(Trickle(200, {"status": "finished", "interactive": False}), win, "t",
+                        refresh_s=0.01, clock=lambda: clock[0], pump_s=0.01)
+    gaps = np.diff(win.drawn_at)
+    assert len(gaps) >= 3
+    assert gaps.min() >= 0.05 / live_view.MAX_DRAW_SHARE - 1e-9, gaps
+
+
+def test_the_live_window_process_is_not_niced(monkeypatch):
+    niced = []
+    monkeypatch.setattr(os, "nice", lambda inc: niced.append(inc) or 0)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # leave pytest's SIGINT alone
+
+    def no_window(*args, **kw):
+        raise RuntimeError("no display in this test")
+    monkeypatch.setattr(live_view, "MatplotlibWindow", no_window)
+    assert live_view.child_main(["--child", "--refresh", "1.0"]) == 3
+    assert niced == [], "a niced window starves behind any busy process"

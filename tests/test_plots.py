@@ -2,8 +2,8 @@
 
 The figure is checked through its data, not its pixels: `plots.draw_training` draws onto a
 matplotlib Figure, whose Line2D and error-bar artists are read back and compared with the input
-rows. The PNG written by `plot_training` is compared byte for byte with
-`plots.render_png` of the rows it should show (Agg output is deterministic).
+rows. The PNG written by `plot_training` is decoded and compared pixel for pixel with the
+figure of the rows it should show, drawn by the test on its own canvas (Agg is deterministic).
 """
 from __future__ import annotations
 
@@ -68,11 +68,26 @@ def no_data_panels(fig: Figure) -> list[str]:
 PNG_SIZE = (int(plots.FIGSIZE[0] * plots.DPI), int(plots.FIGSIZE[1] * plots.DPI))
 
 
+def canvas_pixels(metrics: list[dict], evals: list[dict], title: str = "") -> np.ndarray:
+    """The figure of these rows as RGB pixels, drawn here on an Agg canvas: not through
+    render_png (which plot_training calls, so comparing with it would prove nothing)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    plots.draw_training(fig, metrics, evals, title)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3]
+
+
 def assert_png_shows(path, metrics: list[dict], evals: list[dict], title: str = "") -> None:
-    """The file is the full-size figure of exactly these rows."""
+    """The file is the full-size figure of exactly these rows: decoded, its pixels are those of
+    the figure drawn independently from the same rows, and not those of one row fewer."""
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == PNG_SIZE
-    assert path.read_bytes() == plots.render_png(metrics, evals, title), "PNG shows other rows"
+        shown = np.asarray(img.convert("RGB"))
+    np.testing.assert_array_equal(shown, canvas_pixels(metrics, evals, title), "PNG shows other rows")
+    assert not np.array_equal(shown, canvas_pixels(metrics[:-1], evals, title))
+    assert not np.array_equal(shown, canvas_pixels(metrics, evals[:-1], title))
 
 
 # --- the panels --------------------------------------------------------------------------------

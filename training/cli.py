@@ -50,6 +50,30 @@ def _literal(text: str) -> str:
     return text.replace("%", "%%")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to a flag's help only where it tells the reader something.
+
+    Not when the text already names the default in its own words ("default: runs/<timestamp>",
+    "random if omitted"): the None appended by argparse would contradict it. Not for a None
+    default at all, which no user types. A tuple (--hidden) is shown as it is typed: 48,48.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is argparse.SUPPRESS or names_its_default(text):
+            return text
+        if isinstance(default, tuple):
+            return text + " (default: " + _literal(",".join(map(str, default))) + ")"
+        return super()._get_help_string(action)
+
+
+def names_its_default(text: str) -> bool:
+    """Whether a help text already says what happens when the flag is left out."""
+    lowered = text.lower()
+    return any(words in lowered for words in ("default:", "by default", "if omitted"))
+
+
 def build_parser(only_given: bool = False) -> argparse.ArgumentParser:
     """cartpole.py's parser. With `only_given`, no defaults: a parsed namespace then holds just
     what the command line set (see `explicit_dests`)."""
@@ -61,7 +85,7 @@ def build_parser(only_given: bool = False) -> argparse.ArgumentParser:
         description="Train a Double DQN on CartPole-v1 until the greedy policy scores 500 on every "
                     "evaluation episode in consecutive rounds. Exit codes: 0 solved, 2 usage error "
                     "or fault, 3 budget exhausted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     modes = p.add_argument_group("other modes")
     modes.add_argument("--evaluate", metavar="PATH", default=default(None), help=_literal(
         "Play a saved model (.keras file or a run's log dir) greedily on standard CartPole-v1 "

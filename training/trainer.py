@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from common import rules
+from common import rules, seeds
 from common.config import TrainConfig, linear_schedule
 from acting.eval_rounds import RoundRunner
 from common.errors import CheckpointError, TrainingFault
@@ -36,12 +36,16 @@ from common.metrics import EVAL_COLUMNS, METRICS_COLUMNS
 from common.observer import Observer, hook
 from common.run_log import (BEST_MODEL, CONFIG_JSON, EVAL_CSV, FIGURE_PNG, METRICS_CSV, MODEL_DIR,
                             RunDir)
-from training.wrap_up import CONFIRM_ROUND, wrap_up  # noqa: F401 (the confirmation's index, for users of eval_seed)
+from training.wrap_up import wrap_up
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CSV_FLUSH_SECONDS = 10.0  # rewrite metrics/eval CSVs at most this often (plus at checkpoints/end)
-CERTIFICATE_ROUND = 2 * 10**6  # eval_seed index of the first certificate (one index each)
 CERTIFY_ENVS = 1000       # a certificate's episodes run this many at a time (one per env)
+#: The clock of a resumed run: each session runs from its own process start, and a checkpoint
+#: carries the time up to it, so time spent after a session's last checkpoint (lost to a kill)
+#: is not counted, while each new session's start-up is.
+RESUMED_CLOCK = ("{origin}, summed over the run's sessions (each up to its last checkpoint; "
+                 "time lost after a kill not counted)")
 
 
 @dataclass
@@ -162,8 +166,20 @@ class Timer:
 
 
 def eval_seed(seed: int, round_index: int) -> int:
-    """Distinct, reproducible episode seeds for each evaluation round (and the confirmation)."""
-    return (seed * 7919 + 1) * 100_003 + round_index * 10_007
+    """The episode seeds of evaluation round `round_index` (0-based): a stream of their own,
+    disjoint from training's, the certificates' and the confirmation's (common/seeds.py)."""
+    return seeds.episode_seed(seed, seeds.ROUNDS, round_index)
+
+
+def certificate_seed(seed: int, index: int) -> int:
+    """The episode seeds of the run's `index`-th certificate (0-based), a stream of their own."""
+    return seeds.episode_seed(seed, seeds.CERTIFICATES, index)
+
+
+def training_reset_seed(seed: int, env_steps: int, num_envs: int) -> int:
+    """The training env's reset seed at `env_steps` (0 for a new run, a checkpoint's for a
+    resumed one): each reset point its own block of the training stream."""
+    return seeds.episode_seed(seed, seeds.TRAINING, env_steps // max(num_envs, 1))
 
 
 def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], str | None] | None = None,
@@ -211,6 +227,8 @@ class Trainer:
         with self.timer.section("setup"):
             self._build()
             self.prog = self._restore() if resume else Progress()
+            if self.prog.wall_before > 0:
+                self.clock_origin = RESUMED_CLOCK.format(origin=self.clock_origin)
             self._prepare_loop()
 
     def _import_tensorflow(self) -> None:
@@ -243,7 +261,8 @@ class Trainer:
         # slots; duplicate tree indices carry identical values). tests/test_determinism.py checks it.
         self.device, self.mixed = self.placement["device"], self.placement["mixed_precision"]
         self.xla = cfg.xla != "off"
-        self.env = TFWrappedVecEnv(num_envs=cfg.num_envs, seed=cfg.seed)
+        self.env = TFWrappedVecEnv(num_envs=cfg.num_envs,
+                                   seed=training_reset_seed(cfg.seed, 0, cfg.num_envs))
         with tf.device(self.device):
             self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, self.env.observation_size,
                                                   alpha=cfg.alpha, seed=cfg.seed + 1)
@@ -281,8 +300,8 @@ class Trainer:
         self.epsilon_solved = EpsilonSchedule(eps, eps, 1)  # constant once solved
         self.chunk = np.zeros((cfg.train_every, cfg.num_envs, self.layout.width), np.float32)
         # Episodes in flight are not in the checkpoint; a resumed run starts fresh ones.
-        self.obs = self.env.reset_numpy(
-            seed=cfg.seed + 1000 * (self.prog.env_steps // max(cfg.num_envs, 1)))
+        self.obs = self.env.reset_numpy(seed=training_reset_seed(cfg.seed, self.prog.env_steps,
+                                                                 cfg.num_envs))
         config_doc = config_json(cfg, self.placement, self.xla, self.resume)
         config_doc["resolved"]["xla_cache_dir"] = self.xla_cache_dir
         config_doc["resolved"]["tf_threads"] = [
@@ -461,11 +480,7 @@ class Trainer:
         if self.bar is None:
             return
         self.bar.update(self.cfg.train_every * self.cfg.num_envs)
-        rows = self.prog.eval_rows
-        last = f"{rows[-1]['mean']:.0f}" if rows else "-"
-        self.bar.set_postfix_str(f"eps {eps:.2f} eval {last:>5} "
-                                 f"rounds {self.prog.consecutive}/{self.cfg.solve_rounds}",
-                                 refresh=False)
+        self.bar.set_postfix_str(bar_postfix(self.prog, self.cfg.solve_rounds, eps), refresh=False)
 
     def notify(self, event: str, *args: Any) -> None:
         """Call hook `event` of every observer; a name not declared by `Observer` raises."""
@@ -528,7 +543,7 @@ class Trainer:
         from acting import evaluation
         ts = time.perf_counter()
         prog, n = self.prog, self.cfg.certify_episodes
-        seed = eval_seed(self.cfg.seed, CERTIFICATE_ROUND + prog.certificates)
+        seed = certificate_seed(self.cfg.seed, prog.certificates)
         prog.certificates += 1
         res = evaluation.evaluate(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed=seed,
                                   num_envs=min(n, CERTIFY_ENVS))
@@ -744,6 +759,18 @@ def config_json(cfg: TrainConfig, placement: dict[str, Any], xla: bool, resume: 
                      "keras": keras.__version__, "gymnasium": gymnasium.__version__,
                      "numpy": np.__version__},
         "argv": sys.argv}
+
+
+def bar_postfix(prog: Progress, solve_rounds: int, eps: float) -> str:
+    """The progress bar's text: the streak towards the solve, then (with --keep-training) how
+    the rounds after it went; the streak keeps counting past the solve, so n/3 would mislead."""
+    rows = prog.eval_rows
+    last = f"{rows[-1]['mean']:.0f}" if rows else "-"
+    if prog.solved:
+        rounds = f"solved, after it {prog.post_solve_passed}/{prog.post_solve_rounds} rounds passed"
+    else:
+        rounds = f"rounds {prog.consecutive}/{solve_rounds}"
+    return f"eps {eps:.2f} eval {last:>5} {rounds}"
 
 
 def progress_bar(cfg: TrainConfig):

@@ -22,15 +22,30 @@ loaded again on the way out.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from common import rules
+from common import rules, seeds
 from common.run_log import (BEST_MODEL, FIGURE_PNG, FINAL_MODEL, MODEL_DIR, SUMMARY_JSON,
                             TIMINGS_JSON)
 
-CONFIRM_ROUND = 10**6  # eval_seed index of the confirmation, far from any real round
 CONFIRM_ENVS = 64      # the confirmation's episodes run this many at a time
+#: What each time in summary.json and timings.json measures (they are all seconds from the
+#: clock origin, `clock_origin` in both files).
+CLOCKS = {
+    "solve_wall_s": "when the trainer applied the verdict that solved the run (its certificate "
+                    "played), just before the 'solved' line",
+    "total_wall_s": "when the training loop stopped, before the wrap-up (final checkpoint, "
+                    "exports, confirmation, figure, summary)",
+    "wrap_up_end_wall_s": "when timings.json was written, after the wrap-up; only the profile "
+                          "files and the process exit come later",
+}
+
+
+def confirmation_seed(seed: int) -> int:
+    """The confirmation's episode seeds: a stream of their own (common/seeds.py)."""
+    return seeds.episode_seed(seed, seeds.CONFIRMATION, 0)
 
 TIMINGS_NOTE = (
     "store_and_learn = replay add + learning steps, fused in one TensorFlow call; "
@@ -54,7 +69,7 @@ def wrap_up(run: Any, reason: str, episode_seed: Callable[[int], int]) -> dict[s
     with run.timer.section("export"):
         run.agent.export(str(run.run_dir / MODEL_DIR / FINAL_MODEL))
     best_net = run.champion() if prog.solved else None
-    confirmed = confirm(run, best_net, episode_seed(CONFIRM_ROUND)) if best_net is not None else {}
+    confirmed = confirm(run, best_net, confirmation_seed(run.cfg.seed)) if best_net is not None else {}
     demo = write_demo(run, best_net) if run.cfg.graphics else None
     run.flush_csvs()
     result = summary(run, reason, end_wall, confirmed, champion_post_solve_share(run, episode_seed))
@@ -112,7 +127,8 @@ def write_demo(run: Any, best_net: Any) -> Path | None:
     net = best_net if best_net is not None else run.qnet
     with run.timer.section("graphics"):
         try:
-            info = record_demo(net.greedy, run.run_dir / demo_name(run.cfg), seed=run.cfg.seed,
+            info = record_demo(net.greedy, run.run_dir / demo_name(run.cfg),
+                               seed=seeds.episode_seed(run.cfg.seed, seeds.DEMO, 0),
                                fmt=run.cfg.video_format)
         except RuntimeError as e:
             run.say(f"demo video skipped: {e}")
@@ -160,7 +176,13 @@ def write_timings(run: Any, end_wall: float) -> None:
     run.timer.add("eval_rounds_played", run.round_runner.busy_s)
     run.run_dir.write_json(TIMINGS_JSON, {
         "seconds": {k: round(v, 4) for k, v in run.timer.seconds.items()},
-        "total_wall_s": end_wall, "clock_origin": run.clock_origin, "note": TIMINGS_NOTE})
+        "total_wall_s": end_wall, "clock_origin": run.clock_origin,
+        # Taken here, as the last file is written: the wrap-up is in it, the profile files and
+        # the exit after it are not.
+        "wrap_up_end_wall_s": run.wall(), "clocks": CLOCKS,
+        # CPU seconds of this process alone (all its threads; not the evaluation worker's or the
+        # figure's process): unlike wall time, hardly moved by other load.
+        "process_cpu_s": round(time.process_time(), 3), "note": TIMINGS_NOTE})
 
 
 def say_where_it_wrote(run: Any, summary: dict[str, Any], demo: Path | None) -> None:
