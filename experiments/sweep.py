@@ -386,9 +386,9 @@ def _outcome(m: dict[str, Any], ray_error: str | None) -> str:
 
 
 def _trial_end_reporter(tune: Any, trials: list[Trial], varying: list[str],
-                       record: Callable[[int, dict[str, Any], str | None], None],
-                       say: Callable[[str], None],
-                       lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
+                        record: Callable[[int, dict[str, Any], str | None], None],
+                        say: Callable[[str], None],
+                        lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
     """A Tune callback (driver side) that records each finished trial's last result via
     `record` and prints one line about it. `lost_node(last_result)` is the error of a trial
     whose node died under it, or None."""
