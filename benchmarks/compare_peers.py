@@ -417,15 +417,9 @@ def greedy_act(model: Any) -> Callable[[Any], Any]:
     return act
 
 
-def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
-               certify_episodes: int = 0,
-               confirm_episodes: int = DEFAULTS.confirm_episodes) -> dict[str, Any]:
-    """Train one SB3 peer with the zoo settings until solved or out of budget; return the record.
-
-    Its rounds, certificates and confirmation play the episodes the trainer's would for the
-    same seed (`eval_seed` with the trainer's round indices).
-    """
-    since_start = _seconds_since_start()  # anchored at process start, so the imports count
+def _import_peer() -> tuple[Any, Any, Any]:
+    """torch (one thread), stable_baselines3 (with TensorFlow kept out) and our evaluation;
+    exit 2 in one line when the peers' libraries are missing."""
     from common.tf_import import modules_kept_out
     try:
         import torch
@@ -434,74 +428,117 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
         # SB3 imports torch.utils.tensorboard, which imports TensorFlow whenever it is installed
         # (it is here, for our trainer): seconds a peer in its own environment never spends.
         with modules_kept_out(PEER_KEPT_OUT):
-            from stable_baselines3 import DQN, PPO
-            from stable_baselines3.common.callbacks import BaseCallback
-            from stable_baselines3.common.env_util import make_vec_env
+            import stable_baselines3 as sb3
+            import stable_baselines3.common.callbacks  # noqa: F401 - read as sb3.common.callbacks
+            import stable_baselines3.common.env_util  # noqa: F401 - read as sb3.common.env_util
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
     from acting import evaluation
-    import_s = since_start()
+    return torch, sb3, evaluation
 
-    tracker = SolveTracker(solve_rounds)
-    schedule = EvalSchedule(EVAL_EVERY_STEPS[kind])
-    eval_log: list[dict[str, Any]] = []
-    eval_seconds = [0.0]
-    certificates: list[dict[str, Any]] = []
 
-    def certify(model: Any) -> tuple[bool, float]:
+@dataclass
+class PeerRounds:
+    """A peer's evaluation rounds and certificates, each playing the episodes the trainer's
+    would for the same seed (`eval_seed` with the trainer's round indices)."""
+    evaluation: Any  # acting.evaluation, imported by the worker
+    seed: int
+    eval_episodes: int
+    certify_episodes: int
+    since_start: Callable[[], float]
+    tracker: SolveTracker
+    schedule: EvalSchedule
+    eval_log: list[dict[str, Any]] = field(default_factory=list)
+    certificates: list[dict[str, Any]] = field(default_factory=list)
+    eval_s: float = 0.0
+
+    def certify(self, model: Any) -> tuple[bool, float]:
         """The snapshot that completed the streak on its certificate, as the trainer plays it."""
-        cert_seed = certificate_seed(seed, tracker.certificates - 1)
+        cert_seed = certificate_seed(self.seed, self.tracker.certificates - 1)
         ts = time.perf_counter()
-        res = evaluation.evaluate(greedy_act(model), certify_episodes, seed=cert_seed,
-                                  num_envs=min(certify_episodes, CERTIFY_ENVS))
-        eval_seconds[0] += time.perf_counter() - ts
-        certificates.append({"env_steps": int(model.num_timesteps), "seed": cert_seed,
-                             "passed": res.passed, "at_500": res.perfect})
-        return res.passed, since_start()
+        res = self.evaluation.evaluate(greedy_act(model), self.certify_episodes, seed=cert_seed,
+                                       num_envs=min(self.certify_episodes, CERTIFY_ENVS))
+        self.eval_s += time.perf_counter() - ts
+        self.certificates.append({"env_steps": int(model.num_timesteps), "seed": cert_seed,
+                                  "passed": res.passed, "at_500": res.perfect})
+        return res.passed, self.since_start()
 
-    class SolveCallback(BaseCallback):
-        """Runs a round right after each training phase once 1,024 more steps have passed,
-        and stops learning at the next env step once solved."""
+    def evaluate_if_due(self, model: Any) -> None:
+        steps = int(model.num_timesteps)
+        if self.tracker.solved or not self.schedule.due(steps):
+            return
+        ts = time.perf_counter()
+        res = self.evaluation.evaluate(greedy_act(model), self.eval_episodes,
+                                       seed=eval_seed(self.seed, self.tracker.rounds))
+        self.eval_s += time.perf_counter() - ts
+        self.tracker.record(res.passed, steps, self.since_start(),
+                            (lambda: self.certify(model)) if self.certify_episodes else None)
+        self.eval_log.append({"env_steps": steps, "wall_s": round(self.since_start(), 3),
+                              "passed": res.passed, **res.stats()})
 
+
+def solve_callback(sb3: Any, rounds: PeerRounds) -> Any:
+    """An SB3 callback that runs a round right after each training phase once 1,024 more steps
+    have passed, and stops learning at the next env step once solved. Built here, not at module
+    level, because its base class is SB3's, which the parent process never imports."""
+
+    class SolveCallback(sb3.common.callbacks.BaseCallback):
         def evaluate_if_due(self) -> None:
-            steps = int(self.model.num_timesteps)
-            if tracker.solved or not schedule.due(steps):
-                return
-            ts = time.perf_counter()
-            res = evaluation.evaluate(greedy_act(self.model), eval_episodes,
-                                      seed=eval_seed(seed, tracker.rounds))
-            eval_seconds[0] += time.perf_counter() - ts
-            tracker.record(res.passed, steps, since_start(),
-                           (lambda: certify(self.model)) if certify_episodes else None)
-            eval_log.append({"env_steps": steps, "wall_s": round(since_start(), 3),
-                             "passed": res.passed, **res.stats()})
+            rounds.evaluate_if_due(self.model)
 
         def _on_rollout_start(self) -> None:
             self.evaluate_if_due()
 
         def _on_step(self) -> bool:
-            return not tracker.solved
+            return not rounds.tracker.solved
 
-    env = make_vec_env("CartPole-v1", n_envs=(DQN_ZOO if kind == "sb3_dqn" else PPO_ZOO)["n_envs"],
-                       seed=seed)
+    return SolveCallback()
+
+
+def zoo_model(sb3: Any, kind: str, seed: int) -> tuple[Any, Any, dict[str, Any]]:
+    """The peer `kind` with the RL-Zoo's settings: (model, its vector env, the settings)."""
+    env = sb3.common.env_util.make_vec_env(
+        "CartPole-v1", n_envs=(DQN_ZOO if kind == "sb3_dqn" else PPO_ZOO)["n_envs"], seed=seed)
     if kind == "sb3_dqn":
         z = DQN_ZOO
-        model = DQN("MlpPolicy", env, learning_rate=z["learning_rate"], batch_size=z["batch_size"],
-                    buffer_size=z["buffer_size"], learning_starts=z["learning_starts"],
-                    gamma=z["gamma"], target_update_interval=z["target_update_interval"],
-                    train_freq=z["train_freq"], gradient_steps=z["gradient_steps"],
-                    exploration_fraction=z["exploration_fraction"],
-                    exploration_final_eps=z["exploration_final_eps"],
-                    policy_kwargs={"net_arch": z["net_arch"]}, seed=seed, verbose=0, device="cpu")
+        model = sb3.DQN("MlpPolicy", env, learning_rate=z["learning_rate"],
+                        batch_size=z["batch_size"], buffer_size=z["buffer_size"],
+                        learning_starts=z["learning_starts"], gamma=z["gamma"],
+                        target_update_interval=z["target_update_interval"],
+                        train_freq=z["train_freq"], gradient_steps=z["gradient_steps"],
+                        exploration_fraction=z["exploration_fraction"],
+                        exploration_final_eps=z["exploration_final_eps"],
+                        policy_kwargs={"net_arch": z["net_arch"]}, seed=seed, verbose=0,
+                        device="cpu")
     else:
         z = PPO_ZOO
-        model = PPO("MlpPolicy", env, n_steps=z["n_steps"], batch_size=z["batch_size"],
-                    gae_lambda=z["gae_lambda"], gamma=z["gamma"], n_epochs=z["n_epochs"],
-                    ent_coef=z["ent_coef"], learning_rate=zoo_value(z["learning_rate"]),
-                    clip_range=zoo_value(z["clip_range"]), seed=seed, verbose=0, device="cpu")
+        model = sb3.PPO("MlpPolicy", env, n_steps=z["n_steps"], batch_size=z["batch_size"],
+                        gae_lambda=z["gae_lambda"], gamma=z["gamma"], n_epochs=z["n_epochs"],
+                        ent_coef=z["ent_coef"], learning_rate=zoo_value(z["learning_rate"]),
+                        clip_range=zoo_value(z["clip_range"]), seed=seed, verbose=0, device="cpu")
+    return model, env, z
+
+
+def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
+               certify_episodes: int = 0,
+               confirm_episodes: int = DEFAULTS.confirm_episodes) -> dict[str, Any]:
+    """Train one SB3 peer with the zoo settings until solved or out of budget; return the record.
+
+    Its rounds, certificates and confirmation play the episodes the trainer's would for the
+    same seed (`eval_seed` with the trainer's round indices). Phases: import -> model ->
+    learn (with its rounds) -> confirm -> record.
+    """
+    since_start = _seconds_since_start()  # anchored at process start, so the imports count
+    torch, sb3, evaluation = _import_peer()
+    import_s = since_start()
+
+    rounds = PeerRounds(evaluation, seed, eval_episodes, certify_episodes, since_start,
+                        SolveTracker(solve_rounds), EvalSchedule(EVAL_EVERY_STEPS[kind]))
+    tracker = rounds.tracker
+    model, env, z = zoo_model(sb3, kind, seed)
     setup_s = since_start()
-    callback = SolveCallback()
+    callback = solve_callback(sb3, rounds)
     model.learn(total_timesteps=z["n_timesteps"], callback=callback)
     # The last training phase before the budget has no following rollout start: give it its round.
     callback.evaluate_if_due()
@@ -519,16 +556,15 @@ def run_worker(kind: str, seed: int, eval_episodes: int, solve_rounds: int,
         "confirm_mean_return": confirm.get("mean"), "confirm_at_500": confirm.get("at_500"),
         "confirm_episodes": confirm.get("episodes"), "confirm_min_return": confirm.get("min"),
         "eval_rounds": tracker.rounds, "passed_rounds": tracker.passed_rounds,
-        "certify_episodes": certify_episodes, "certificates": certificates,
+        "certify_episodes": certify_episodes, "certificates": rounds.certificates,
         "certificates_failed": tracker.certificates_failed,
-        "eval_s": round(eval_seconds[0], 3), "import_s": round(import_s, 3),
+        "eval_s": round(rounds.eval_s, 3), "import_s": round(import_s, 3),
         "setup_done_s": round(setup_s, 3), "train_end_s": round(end_s, 3),
         "total_env_steps": int(model.num_timesteps), "budget_env_steps": z["n_timesteps"],
-        "eval_every_env_steps": schedule.every, "hyperparameters": z,
+        "eval_every_env_steps": rounds.schedule.every, "hyperparameters": z,
         "torch_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__,
-                     "stable_baselines3": __import__("stable_baselines3").__version__},
-        "eval_log": eval_log,
+        "versions": {"torch": torch.__version__, "stable_baselines3": sb3.__version__},
+        "eval_log": rounds.eval_log,
     }
 
 

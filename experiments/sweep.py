@@ -51,8 +51,8 @@ Design
 Modules: `sweep_spec` (the YAML spec, its validation and the trial list) and `sweep_report`
 (rows, ranking, statistics, sweep.csv/md/png) hold no Ray code; `sweep_cluster` what the sweep
 must know of the cluster (fit, waiting, lost nodes, the stop relay, joining quietly); this module
-is the Ray side: starting or joining Ray, the trainable (`run_trial`), the progress callback and
-`run_sweep`.
+is the Ray side: starting or joining Ray, the trainable (`run_trial`), the callback that reports
+each trial's end (`TrialEndReporter`) and `run_sweep`, in phases: plan, tuner, fit, collect, report.
 
 Exit code of `run_sweep`: 0 if at least one trial solved, 3 if trials ran but none solved (the
 trainer's "unsolved" code), 1 if every trial failed or the cluster lost what the remaining
@@ -321,7 +321,6 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     400 s), which looks like a hang. "auto" needs no check: Ray answers at once when there is no
     local cluster to find.
     """
-    import socket
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
@@ -386,15 +385,15 @@ def _outcome(m: dict[str, Any], ray_error: str | None) -> str:
     return f"solved in {fmt_num(m.get('solve_wall_s'))} s, then {what}" if m.get("solved") else what
 
 
-def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
-                       record: Callable[[int, dict[str, Any], str | None], None],
-                       say: Callable[[str], None],
-                       lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
+def _trial_end_reporter(tune: Any, trials: list[Trial], varying: list[str],
+                        record: Callable[[int, dict[str, Any], str | None], None],
+                        say: Callable[[str], None],
+                        lost_node: Callable[[dict[str, Any]], str | None]) -> Any:
     """A Tune callback (driver side) that records each finished trial's last result via
     `record` and prints one line about it. `lost_node(last_result)` is the error of a trial
     whose node died under it, or None."""
 
-    class Progress(tune.Callback):
+    class TrialEndReporter(tune.Callback):
         def __init__(self) -> None:
             self.done = 0
 
@@ -416,7 +415,7 @@ def _progress_callback(tune: Any, trials: list[Trial], varying: list[str],
             self._finish(trial, lost_node(dict(trial.last_result or {}))
                          or "the trial process died (see ray_tune/ for Ray's record)")
 
-    return Progress()
+    return TrialEndReporter()
 
 
 def _prepare_storage(out: Path, storage: str | None) -> str:
@@ -566,6 +565,155 @@ def _fit_quietly(tuner: Any, say: Callable[[str], None]) -> Any:
             os.environ["RAY_AIR_NEW_OUTPUT"] = old_output
 
 
+@dataclass
+class _Plan:
+    """What a sweep settled before Ray starts: the spec, its trials, and where things go."""
+    spec_path: str
+    spec: Any
+    trials: list[Trial]
+    out: Path
+    storage_root: str
+    trials_root: str
+
+
+def _plan(spec_path: str, spec: Any, trials: list[Trial], log_dir: str,
+          storage: str | None) -> _Plan:
+    """Write the spec and the trial list into the log dir and check the storage."""
+    out = Path(log_dir).resolve()  # absolute: Tune runs each trial in its own working directory
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        run_log.atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text())
+        run_log.atomic_write_json(out / TRIALS_JSON, [t.to_json() for t in trials])
+    except OSError as e:
+        raise SweepError(f"log dir {out} is not writable: {e.strerror or e}") from None
+    storage_root = _prepare_storage(out, storage)
+    return _Plan(spec_path, spec, trials, out, storage_root,
+                 sweep_storage.join(storage_root, TRIALS_DIR))
+
+
+def _say_unless(quiet: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+    return say
+
+
+def _announce(ray: Any, plan: _Plan, ray_address: str | None,
+              say: Callable[[str], None]) -> dict[str, Any]:
+    """Say what is about to run, and where; return the run facts sweep.md records."""
+    spec, trials = plan.spec, plan.trials
+    cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
+    need = spec.resources.get("cpu", 1.0)
+    slots = int(cluster_cpus // need) if need else 1
+    concurrency = min(x for x in (spec.max_concurrent, max(1, slots), len(trials)) if x)
+    n_configs = len({t.config_index for t in trials})
+    say(f"sweep {spec.name}: {len(trials)} trials ({n_configs} configurations x "
+        f"{len(spec.seeds)} seeds), up to {concurrency} at a time on "
+        f"{'Ray at ' + ray_address if ray_address else 'local Ray'} ({cluster_cpus:g} CPUs); "
+        f"scheduler {spec.scheduler}; results in {plan.out}"
+        + (f", trial files in {plan.trials_root}" if plan.storage_root != str(plan.out) else ""))
+    return {"spec_path": plan.spec_path, "concurrency": concurrency,
+            "ray": f"{ray.__version__}, " + (f"cluster at {ray_address}" if ray_address
+                                              else f"local, {cluster_cpus:g} CPUs")}
+
+
+def _trainable(tune: Any, plan: _Plan, train_fn: TrainFn | None, home: TrialHome,
+               relay: StopRelay | None) -> Any:
+    """The function Tune runs in each trial process, with the resources one trial asks for."""
+    trial_table = {t.index: {"name": t.name, "overrides": t.overrides} for t in plan.trials}
+    cpus = plan.spec.resources.get("cpu", 1.0)
+    trials_root = plan.trials_root
+
+    def sweep_trial(config: dict[str, Any]) -> None:
+        import ray as ray_in_trial
+        node_id = ray_in_trial.get_runtime_context().get_node_id()
+        trial = trial_table[config["trial_index"]]
+        stop_asked = (lambda: relay.asked(trial["name"])) if relay is not None else None
+        run_trial(trial, train_fn, trials_root, cpus, tune.report, home=home, node_id=node_id,
+                  stop_asked=stop_asked)
+
+    return tune.with_resources(sweep_trial, {k: v for k, v in plan.spec.resources.items() if v})
+
+
+def _tuner(tune: Any, plan: _Plan, trainable: Any, relay: StopRelay | None,
+           results: _Results, watch: Any, say: Callable[[str], None]) -> Any:
+    """The Tune run: one grid point per trial index, our scheduler, callbacks and stop."""
+    trials = plan.trials
+
+    def lost_node(last: dict[str, Any]) -> str | None:
+        watch.refresh()
+        ip = last.get("node_ip")
+        return _node_died(ip) if ip in set(watch.lost.values()) else None
+
+    def trial_name(trial: Any) -> str:
+        return trials[trial.config["trial_index"]].name
+
+    callback = _trial_end_reporter(tune, trials, [d.name for d in plan.spec.varying],
+                                   results.record, say, lost_node)
+    watcher, stopper = sweep_cluster.watch_hooks(tune, watch)
+    return tune.Tuner(
+        trainable,
+        param_space={"trial_index": tune.grid_search([t.index for t in trials])},
+        tune_config=tune.TuneConfig(
+            num_samples=1, scheduler=_tune_scheduler(plan.spec, relay, trials),
+            max_concurrent_trials=plan.spec.max_concurrent, reuse_actors=False,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=plan.storage_root, verbose=0, stop=stopper,
+            callbacks=[callback, watcher],
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+
+
+def _collect(results: _Results, grid: Any, watch: Any) -> list[dict[str, Any]]:
+    """Every trial's row: what the callback saw, what Tune's result grid adds, lost nodes blamed."""
+    if grid is not None:
+        results.take_grid(grid)
+    watch.refresh()
+    results.blame_lost_nodes(set(watch.lost.values()))
+    return results.rows()
+
+
+def _write_reports(plan: _Plan, rows: list[dict[str, Any]], info: dict[str, Any],
+                   say: Callable[[str], None]) -> None:
+    """sweep.csv/md/png in the log dir, copied to the storage when that is elsewhere."""
+    write_reports(plan.out, plan.spec, rows, info)
+    try:
+        sweep_storage.publish(plan.out, [SPEC_COPY, TRIALS_JSON, SWEEP_CSV, SWEEP_MD, SWEEP_PNG],
+                              plan.storage_root)
+    except (OSError, SweepError) as e:
+        say(f"sweep: could not copy the reports to {plan.storage_root}: {_one_line(e)}")
+
+
+def _release(ray: Any, home: TrialHome | None, relay: StopRelay | None, started_ray: bool) -> None:
+    for actor in (getattr(home, "collector", None), getattr(relay, "board", None)):
+        if actor is not None:
+            ray.kill(actor)
+    if started_ray:
+        ray.shutdown()
+
+
+def _verdict(plan: _Plan, rows: list[dict[str, Any]], cluster_ended: bool, t_start: float,
+             say: Callable[[str], None]) -> int:
+    """Say how the sweep went and which configuration did best; return the exit code."""
+    spec = plan.spec
+    n_solved = sum(r["solved"] is True for r in rows)
+    n_failed = sum(r["status"] == "failed" for r in rows)
+    n_not_run = sum(r["status"] == "not-run" for r in rows)
+    best = summarize_configs(rows, spec)[0] if rows else None
+    say(f"sweep done in {time.time() - t_start:.1f} s: {n_solved}/{len(rows)} trials solved, "
+        f"{n_failed} failed" + (f", {n_not_run} not run" if n_not_run else "")
+        + f"; see {plan.out / SWEEP_MD}")
+    if best is not None and best["solved"]:
+        say(f"best configuration {best['config']}: "
+            + ", ".join(f"{k}={v}" for k, v in best["params"].items())
+            + f" ({best['solved']}/{best['ran']} solved, median {fmt_metric(best['median'], spec.metric)})")
+    if cluster_ended:
+        return 1  # the cluster could not finish the sweep; the line above and sweep.md say what ran
+    if n_solved:
+        return 0
+    return 1 if rows and n_failed == len(rows) else 3
+
+
 def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
               train_fn: TrainFn | None = None, quiet: bool = False,
               storage: str | None = None) -> int:
@@ -577,120 +725,34 @@ def run_sweep(spec_path: str, log_dir: str, ray_address: str | None = None,
     trial solved, 3 if none did, 1 if every trial failed or the cluster lost every node that
     could run the remaining trials. Raises SweepError (one line) when the sweep cannot start,
     including when no node of the cluster can ever run a trial.
+
+    The phases: plan (spec, trials, directories; before Ray) -> Ray and the cluster's checks ->
+    tuner -> fit -> collect -> report.
     """
     t_start = time.time()
     spec = load_spec(spec_path)
     trials = expand_trials(spec)
     ray = _import_ray()
     from ray import tune
-
-    out = Path(log_dir).resolve()  # absolute: Tune runs each trial in its own working directory
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        run_log.atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text())
-        run_log.atomic_write_json(out / TRIALS_JSON, [t.to_json() for t in trials])
-    except OSError as e:
-        raise SweepError(f"log dir {out} is not writable: {e.strerror or e}") from None
-    storage_root = _prepare_storage(out, storage)
-    trials_root = sweep_storage.join(storage_root, TRIALS_DIR)
-
-    def say(message: str) -> None:
-        if not quiet:
-            print(message, file=sys.stderr, flush=True)
+    plan = _plan(spec_path, spec, trials, log_dir, storage)
+    say = _say_unless(quiet)
 
     started_ray = _start_ray(ray, ray_address, train_fn)
     home = relay = None
     try:
         request = _check_fit(ray, spec, ray_address)
-        home = _trial_home(ray, storage_root, joined=bool(ray_address))
+        home = _trial_home(ray, plan.storage_root, joined=bool(ray_address))
         relay = _stop_relay(ray, home.driver_node) if spec.scheduler == "asha" else None
         watch = sweep_cluster.Watch(request, ray.nodes, ray.available_resources,
                                     lambda: ray.util.placement_group_table().values(), say)
         watch.refresh()
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
-        need = spec.resources.get("cpu", 1.0)
-        slots = int(cluster_cpus // need) if need else 1
-        concurrency = min(x for x in (spec.max_concurrent, max(1, slots), len(trials)) if x)
-        n_configs = len({t.config_index for t in trials})
-        say(f"sweep {spec.name}: {len(trials)} trials ({n_configs} configurations x "
-            f"{len(spec.seeds)} seeds), up to {concurrency} at a time on "
-            f"{'Ray at ' + ray_address if ray_address else 'local Ray'} ({cluster_cpus:g} CPUs); "
-            f"scheduler {spec.scheduler}; results in {out}"
-            + (f", trial files in {trials_root}" if storage_root != str(out) else ""))
-
-        results = _Results(out, spec, trials, trials_root)
-        info = {"spec_path": spec_path, "concurrency": concurrency,
-                "ray": f"{ray.__version__}, " + (f"cluster at {ray_address}" if ray_address
-                                                  else f"local, {cluster_cpus:g} CPUs")}
-
-        def lost_node(last: dict[str, Any]) -> str | None:
-            watch.refresh()
-            ip = last.get("node_ip")
-            return _node_died(ip) if ip in set(watch.lost.values()) else None
-
-        callback = _progress_callback(tune, trials, [d.name for d in spec.varying], results.record,
-                                      say, lost_node)
-        watcher, stopper = sweep_cluster.watch_hooks(tune, watch)
-        trial_table = {t.index: {"name": t.name, "overrides": t.overrides} for t in trials}
-        cpus = spec.resources.get("cpu", 1.0)
-
-        def sweep_trial(config: dict[str, Any]) -> None:
-            import ray as ray_in_trial
-            node_id = ray_in_trial.get_runtime_context().get_node_id()
-            trial = trial_table[config["trial_index"]]
-            stop_asked = (lambda: relay.asked(trial["name"])) if relay is not None else None
-            run_trial(trial, train_fn, trials_root, cpus, tune.report, home=home, node_id=node_id,
-                      stop_asked=stop_asked)
-
-        trainable = tune.with_resources(sweep_trial, {k: v for k, v in spec.resources.items() if v})
-
-        def trial_name(trial: Any) -> str:
-            return trials[trial.config["trial_index"]].name
-
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial_index": tune.grid_search([t.index for t in trials])},
-            tune_config=tune.TuneConfig(
-                num_samples=1, scheduler=_tune_scheduler(spec, relay, trials),
-                max_concurrent_trials=spec.max_concurrent, reuse_actors=False,
-                trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=storage_root, verbose=0, stop=stopper,
-                callbacks=[callback, watcher],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
-        grid = _fit_quietly(tuner, say)
-        if grid is not None:
-            results.take_grid(grid)
-        watch.refresh()
-        results.blame_lost_nodes(set(watch.lost.values()))
-        rows = results.rows()
+        info = _announce(ray, plan, ray_address, say)
+        results = _Results(plan.out, spec, trials, plan.trials_root)
+        tuner = _tuner(tune, plan, _trainable(tune, plan, train_fn, home, relay), relay,
+                       results, watch, say)
+        rows = _collect(results, _fit_quietly(tuner, say), watch)
         info["wall_s"] = time.time() - t_start
-        write_reports(out, spec, rows, info)
-        try:
-            sweep_storage.publish(out, [SPEC_COPY, TRIALS_JSON, SWEEP_CSV, SWEEP_MD, SWEEP_PNG],
-                                  storage_root)
-        except (OSError, SweepError) as e:
-            say(f"sweep: could not copy the reports to {storage_root}: {_one_line(e)}")
+        _write_reports(plan, rows, info, say)
     finally:
-        for actor in (getattr(home, "collector", None), getattr(relay, "board", None)):
-            if actor is not None:
-                ray.kill(actor)
-        if started_ray:
-            ray.shutdown()
-
-    n_solved = sum(r["solved"] is True for r in rows)
-    n_failed = sum(r["status"] == "failed" for r in rows)
-    n_not_run = sum(r["status"] == "not-run" for r in rows)
-    best = summarize_configs(rows, spec)[0] if rows else None
-    say(f"sweep done in {time.time() - t_start:.1f} s: {n_solved}/{len(rows)} trials solved, "
-        f"{n_failed} failed" + (f", {n_not_run} not run" if n_not_run else "")
-        + f"; see {out / SWEEP_MD}")
-    if best is not None and best["solved"]:
-        say(f"best configuration {best['config']}: "
-            + ", ".join(f"{k}={v}" for k, v in best["params"].items())
-            + f" ({best['solved']}/{best['ran']} solved, median {fmt_metric(best['median'], spec.metric)})")
-    if watch.ended:
-        return 1  # the cluster could not finish the sweep; the line above and sweep.md say what ran
-    if n_solved:
-        return 0
-    return 1 if rows and n_failed == len(rows) else 3
+        _release(ray, home, relay, started_ray)
+    return _verdict(plan, rows, watch.ended, t_start, say)
