@@ -72,9 +72,10 @@ def canvas_pixels(metrics: list[dict], evals: list[dict], title: str = "") -> np
     """The figure of these rows as RGB pixels, drawn here on an Agg canvas: not through
     render_png (which plot_training calls, so comparing with it would prove nothing)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI, layout="constrained")
+    fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
     canvas = FigureCanvasAgg(fig)
     plots.draw_training(fig, metrics, evals, title)
+    fig.subplots_adjust(**plots.PNG_MARGINS)  # the saved figure's fixed margins
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3]
 
