@@ -59,7 +59,7 @@ class TrainConfig:
     # --- network and learning -------------------------------------------------------------
     hidden: tuple[int, ...] = field(default=(48, 48), metadata=_opt(
         "Hidden layer widths of the Q-network, comma separated (the seed design's is 12,12; "
-        "README, Performance, compares them)."))
+        "docs/performance.md compares them)."))
     gamma: float = field(default=0.998, metadata=_opt("Discount factor, in [0, 1)."))
     tau: float = field(default=0.06, metadata=_opt(
         "Soft target update rate per learning step, in (0, 1]."))
