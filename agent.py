@@ -75,11 +75,12 @@ class DoubleDQNAgent(tf.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False, reward_max: float | None = 1.0,
-                 layer_norm: bool = False, weight_decay: float = 0.0):
+                 layer_norm: bool = False, weight_decay: float = 0.0, gap_solved: float = 0.0):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
         self.mixed_precision, self.hidden, self.layer_norm = mixed_precision, tuple(hidden), layer_norm
+        self.gap_solved = gap_solved
         # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
         # (500 for CartPole at gamma .998). Capping the target there stops the runaway
         # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
@@ -109,19 +110,31 @@ class DoubleDQNAgent(tf.Module):
         target = reward + self.gamma * (1.0 - done) * next_q
         return target if self.q_max is None else tf.minimum(target, self.q_max)
 
+    def gap_term(self, obs: tf.Tensor, action: tf.Tensor, solved: tf.Tensor) -> tf.Tensor:
+        """Advantage learning's correction to the targets: -alpha * (max_b Q'(s, b) - Q'(s, a))
+        once solved, else 0 (and then the target network's extra pass is skipped)."""
+        def gap():
+            q = self.target(obs)
+            return -self.gap_solved * (tf.reduce_max(q, axis=1)
+                                       - tf.gather(q, action, axis=1, batch_dims=1))
+        return tf.cond(solved, gap, lambda: tf.zeros(tf.shape(action), tf.float32))
+
     def huber(self, td: tf.Tensor) -> tf.Tensor:
         abs_td = tf.abs(td)
         quad = tf.minimum(abs_td, self.huber_delta)
         return 0.5 * quad * quad + self.huber_delta * (abs_td - quad)
 
-    def train_step(self, obs, action, reward, next_obs, done, weights, n_main=None):
+    def train_step(self, obs, action, reward, next_obs, done, weights, n_main=None, solved=None):
         """One importance-weighted Double-DQN update; returns (|TD error| [B], loss, mean Q).
 
         With `n_main`, the first `n_main` rows are the prioritized batch and the rest are extra
         rows (kept failures): the loss is the weighted sum over all rows divided by `n_main`,
         so the prioritized part keeps its scale, and mean Q describes the prioritized rows.
         """
-        target = tf.stop_gradient(self.td_targets(reward, next_obs, done))
+        target = self.td_targets(reward, next_obs, done)
+        if self.gap_solved > 0 and solved is not None:
+            target = target + self.gap_term(obs, action, solved)
+        target = tf.stop_gradient(target)
         variables = self.online.trainable_variables
         with tf.GradientTape() as tape:
             q = tf.gather(self.online(obs), action, axis=1, batch_dims=1)
@@ -258,11 +271,11 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             b = sample(beta, solved)
             if use_failures:
                 td_abs, loss, mean_q = agent.train_step(*with_failures(b, failure_weight),
-                                                        n_main=batch_size)
+                                                        n_main=batch_size, solved=solved)
                 td_abs = td_abs[:batch_size]
             else:
                 td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
-                                                        b.done, b.weights)
+                                                        b.done, b.weights, solved=solved)
             update_priorities(b.indices, td_abs)
             return i + 1, loss_sum + loss, q_sum + mean_q
 

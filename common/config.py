@@ -83,6 +83,13 @@ class TrainConfig:
         "by the learning rate; biases and LayerNorm's gamma/beta are not decayed. 0 = plain "
         "Adam. Paired with --layer-norm it is meant to keep a solved learner solved "
         "(docs/performance.md, Staying solved)."))
+    gap_solved: float = field(default=0.5, metadata=_opt(
+        "Advantage learning once the task is solved (with --keep-training), in [0, 1): each "
+        "target is lowered by this share of the target network's action gap at (s, a), "
+        "max_b Q'(s, b) - Q'(s, a) (Bellemare et al. 2016). The greedy action's target is "
+        "unchanged, the other action's is pushed down, so the gap between them widens and "
+        "small errors in Q flip fewer greedy actions. 0 = plain Double DQN. Before the solve "
+        "nothing changes (docs/performance.md, Staying solved)."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -214,6 +221,8 @@ class TrainConfig:
             positive(name)
         if self.lr_solved is not None and not 0 <= self.lr_solved <= self.lr:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
+        if not 0 <= self.gap_solved < 1:
+            raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.lr_final < 0 or self.lr_final > self.lr:

@@ -247,3 +247,30 @@ def test_uniform_solved_sampler_switches_to_uniform_at_the_solve():
     assert draws[False, False][0] == draws[False, True][0] == draws[True, False][0] == {0}
     idx, w = draws[True, True]
     assert len(idx) == 128 and np.all(w == 1.0)
+
+
+def test_gap_solved_lowers_targets_by_the_target_networks_action_gap_once_solved():
+    """--gap-solved (advantage learning once solved): each target is lowered by alpha times the
+    target network's gap max_b Q'(s, b) - Q'(s, a); the greedy action's target is unchanged.
+    Before the solve the step is the plain Double-DQN step."""
+    rng = np.random.default_rng(2)
+    obs, next_obs = (rng.normal(size=(32, 4)).astype(np.float32) for _ in range(2))
+    action = rng.integers(0, 2, 32).astype(np.int32)
+    reward, done = rng.uniform(size=32).astype(np.float32), np.zeros(32, np.float32)
+    agent = small_agent(gap_solved=0.5)
+    wrng = np.random.default_rng(5)
+    agent.target.set_weights([wrng.normal(0, 0.5, w.shape).astype(np.float32)
+                              for w in agent.online.get_weights()])
+    q = agent.target(obs).numpy()
+    expected = -0.5 * (q.max(axis=1) - q[np.arange(32), action])
+    got = agent.gap_term(tf.constant(obs), tf.constant(action), tf.constant(True)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert (got <= 0).all() and (got[action == q.argmax(axis=1)] == 0).all()
+    off = agent.gap_term(tf.constant(obs), tf.constant(action), tf.constant(False)).numpy()
+    np.testing.assert_array_equal(off, np.zeros(32, np.float32))
+    # Not yet solved: the same step as an agent without the option.
+    plain = small_agent()
+    plain.target.set_weights(agent.target.get_weights())
+    args = [tf.constant(a) for a in (obs, action, reward, next_obs, done, np.ones(32, np.float32))]
+    before = agent.train_step(*args, solved=tf.constant(False))[0].numpy()
+    np.testing.assert_array_equal(before, plain.train_step(*args)[0].numpy())

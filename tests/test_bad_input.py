@@ -514,3 +514,12 @@ def test_weight_decay_outside_zero_one_refused(value, capsys):
     import cartpole
     assert cartpole.main([f"--weight-decay={value}"]) == 2
     assert_one_line(capsys.readouterr().err, "--weight-decay must be in [0, 1)")
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1"])
+def test_gap_solved_outside_zero_one_refused(value, capsys):
+    """A negative share would raise the targets of the actions not taken; 1 or more would
+    lower them by the whole gap or more at every step."""
+    import cartpole
+    assert cartpole.main([f"--gap-solved={value}"]) == 2
+    assert_one_line(capsys.readouterr().err, "--gap-solved must be in [0, 1)")

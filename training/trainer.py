@@ -269,7 +269,8 @@ class Trainer:
             self.agent = DoubleDQNAgent(
                 self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
                 tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
-                mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay)
+                mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay,
+                gap_solved=cfg.gap_solved)
             failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
                                          seed=cfg.seed + 2) if cfg.failure_rows else None)
             self.store_and_learn = make_store_and_learn(
