@@ -324,15 +324,7 @@ class PrioritizedReplayBuffer(tf.Module):
         prob = priority / self.tree.total()
         weights = tf.pow(n * prob, -beta)
         weights = weights / tf.reduce_max(weights)
-        return ReplayBatch(
-            obs=tf.gather(self.obs, indices),
-            action=tf.gather(self.action, indices),
-            reward=tf.gather(self.reward, indices),
-            next_obs=tf.gather(self.next_obs, indices),
-            done=tf.gather(self.done, indices),
-            indices=indices,
-            weights=tf.cast(weights, tf.float32),
-        )
+        return self._batch(indices, tf.cast(weights, tf.float32))
 
     def sample_uniform(self, batch_size: int) -> ReplayBatch:
         """Draw ``batch_size`` slots uniformly (stratified over the filled slots), as alpha 0
@@ -346,6 +338,10 @@ class PrioritizedReplayBuffer(tf.Module):
         indices = tf.cast(tf.floor((strata + u) * (n / batch_size)), tf.int32)
         indices = tf.minimum(indices, self.filled - 1)  # float rounding at the top end
         weights = tf.cast(self.tree.get(indices) > 0.0, tf.float32)
+        return self._batch(indices, weights)
+
+    def _batch(self, indices: tf.Tensor, weights: tf.Tensor) -> ReplayBatch:
+        """The stored transitions at `indices`, with their importance weights."""
         return ReplayBatch(
             obs=tf.gather(self.obs, indices),
             action=tf.gather(self.action, indices),

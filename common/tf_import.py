@@ -90,22 +90,38 @@ def enable_xla_cache(directory: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def benign_native_stderr_hidden() -> Iterator[None]:
-    """Point fd 2 at a temporary file inside the block, then replay all but the benign lines."""
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Inside the block, file descriptor 2 (where native libraries write, past Python's
+    `sys.stderr`) points at a temporary file; once fd 2 is restored, what was written there is
+    appended to the list the block received."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
+    captured: list[str] = []
+    try:
+        with tempfile.TemporaryFile(mode="w+b") as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield captured
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                capture.seek(0)
+                captured.append(capture.read().decode(errors="replace"))
+    finally:
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def benign_native_stderr_hidden() -> Iterator[None]:
+    """Capture fd 2 inside the block, then replay all but the benign lines."""
+    captured: list[str] = []
+    try:
+        with native_stderr_captured() as captured:
             yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if line.strip() and not BENIGN.search(line):
-                    print(line, file=sys.stderr)
+    finally:
+        for line in "".join(captured).splitlines():
+            if line.strip() and not BENIGN.search(line):
+                print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+
+from common.tf_import import native_stderr_captured
 
 #: The spec's resource names (sweep_spec: cpu, gpu) as Ray names them; others pass unchanged.
 RAY_NAMES = {"cpu": "CPU", "gpu": "GPU"}
@@ -216,18 +216,10 @@ def quiet_join() -> Iterator[None]:
     set_tries = GCS_TRIES_ENV not in os.environ
     if set_tries:
         os.environ[GCS_TRIES_ENV] = GCS_TRIES
-    sys.stderr.flush()
-    saved = os.dup(2)
     try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
+        with native_stderr_captured():
+            yield
     finally:
-        os.close(saved)
         if set_tries:
             os.environ.pop(GCS_TRIES_ENV, None)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -67,3 +68,16 @@ def test_kept_out_modules_import_normally_afterwards():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_native_stderr_keeps_what_is_not_benign_even_when_the_block_raises(capfd):
+    """TensorFlow's native start-up lines go to file descriptor 2; the benign ones are dropped,
+    anything else is replayed, also when the block raises, and fd 2 works again afterwards."""
+    from common.tf_import import benign_native_stderr_hidden
+    with pytest.raises(RuntimeError):
+        with benign_native_stderr_hidden():
+            os.write(2, b"I0000 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n")
+            os.write(2, b"E0000 something real went wrong\n")
+            raise RuntimeError("boom")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "E0000 something real went wrong\nafter\n"
