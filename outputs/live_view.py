@@ -52,7 +52,7 @@ REFRESH_S = 1.0
 #: got no CPU at all while the trainer, its evaluation worker and any other work kept both
 #: cores busy, so the window only appeared once training had ended); this cap is what keeps it
 #: from taking the second core from the evaluation worker instead.
-MAX_DRAW_SHARE = 0.5
+MAX_DRAW_SHARE = 0.35
 #: Live redraws reuse the axes' positions of the last constrained layout (the layout is about a
 #: third of a redraw's CPU) and lay the figure out afresh only every this many redraws, so that
 #: growing tick labels still get their room. The final figure is always laid out in full.
