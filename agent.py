@@ -75,12 +75,13 @@ class DoubleDQNAgent(tf.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden: tuple[int, ...] = (48, 48),
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False, reward_max: float | None = 1.0,
-                 layer_norm: bool = False, weight_decay: float = 0.0, gap_solved: float = 0.0):
+                 layer_norm: bool = False, weight_decay: float = 0.0, gap_solved: float = 0.0,
+                 anchor_solved: float = 0.0):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
         self.mixed_precision, self.hidden, self.layer_norm = mixed_precision, tuple(hidden), layer_norm
-        self.gap_solved = gap_solved
+        self.gap_solved, self.anchor_solved = gap_solved, anchor_solved
         # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
         # (500 for CartPole at gamma .998). Capping the target there stops the runaway
         # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
@@ -90,6 +91,10 @@ class DoubleDQNAgent(tf.Module):
         self.online = build_q_network(obs_size, num_actions, hidden, policy, "online", layer_norm)
         self.target = build_q_network(obs_size, num_actions, hidden, policy, "target", layer_norm)
         self.target.set_weights(self.online.get_weights())
+        # The delivered model's network, for --anchor-solved: the trainer sets its weights when
+        # best.keras is written (the solve, a promotion) or read back (a resume).
+        self.anchor = (build_q_network(obs_size, num_actions, hidden, policy, "anchor", layer_norm)
+                       if anchor_solved > 0 else None)
         # A plain float: the trainer sets the value before each call from its own schedule
         # (linear decay, then a lower floor once solved), which a Keras schedule keyed only on
         # the step count could not express.
@@ -119,6 +124,22 @@ class DoubleDQNAgent(tf.Module):
                                        - tf.gather(q, action, axis=1, batch_dims=1))
         return tf.cond(solved, gap, lambda: tf.zeros(tf.shape(action), tf.float32))
 
+    def anchor_term(self, obs: tf.Tensor, q_all: tf.Tensor, solved: tf.Tensor) -> tf.Tensor:
+        """The penalty keeping the learner's advantages near the delivered model's, once solved:
+        anchor_solved * mean over rows of sum_a (A(s, a) - A*(s, a))^2, A = Q - mean_a Q.
+        Advantages, not Q: the value level keeps learning; only the preferences are held."""
+        def penalty():
+            ref = tf.stop_gradient(self.anchor(obs))
+            diff = ((q_all - tf.reduce_mean(q_all, axis=1, keepdims=True))
+                    - (ref - tf.reduce_mean(ref, axis=1, keepdims=True)))
+            return self.anchor_solved * tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=1))
+        return tf.cond(solved, penalty, lambda: tf.constant(0.0))
+
+    def set_anchor(self, weights: list[np.ndarray]) -> None:
+        """The delivered model's weights (Keras order), for --anchor-solved; else a no-op."""
+        if self.anchor is not None:
+            self.anchor.set_weights(weights)
+
     def huber(self, td: tf.Tensor) -> tf.Tensor:
         abs_td = tf.abs(td)
         quad = tf.minimum(abs_td, self.huber_delta)
@@ -137,14 +158,18 @@ class DoubleDQNAgent(tf.Module):
         target = tf.stop_gradient(target)
         variables = self.online.trainable_variables
         with tf.GradientTape() as tape:
-            q = tf.gather(self.online(obs), action, axis=1, batch_dims=1)
+            q_all = self.online(obs)
+            q = tf.gather(q_all, action, axis=1, batch_dims=1)
             td = target - q
             if n_main is None:
                 loss = tf.reduce_mean(weights * self.huber(td))
             else:
                 loss = tf.reduce_sum(weights * self.huber(td)) / float(n_main)
                 q = q[:n_main]
-            scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+            objective = loss  # `loss` stays the TD loss that is logged
+            if self.anchor is not None and solved is not None:
+                objective = objective + self.anchor_term(obs, q_all, solved)
+            scaled = self.optimizer.scale_loss(objective) if self.mixed_precision else objective
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         self.soft_update()

@@ -90,6 +90,13 @@ class TrainConfig:
         "unchanged, the other action's is pushed down, so the gap between them widens and "
         "small errors in Q flip fewer greedy actions. 0 = plain Double DQN. Before the solve "
         "nothing changes (docs/performance.md, Staying solved)."))
+    anchor_solved: float = field(default=0.0, metadata=_opt(
+        "Once the task is solved (with --keep-training), add to the loss this weight times the "
+        "batch mean of sum_a (A(s, a) - A*(s, a))^2, where A = Q - mean_a Q is the learner's "
+        "advantage and A* that of the delivered model (best.keras: the certified snapshot, or "
+        "a challenger that replaced it). It keeps the learner's action preferences near the "
+        "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
+        "Before the solve nothing changes (docs/performance.md, Staying solved)."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -223,6 +230,8 @@ class TrainConfig:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
+        if not 0 <= self.anchor_solved <= 1e6:
+            raise ConfigError(f"--anchor-solved must be in [0, 1e6], got {self.anchor_solved}")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.lr_final < 0 or self.lr_final > self.lr:

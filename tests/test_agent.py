@@ -274,3 +274,41 @@ def test_gap_solved_lowers_targets_by_the_target_networks_action_gap_once_solved
     args = [tf.constant(a) for a in (obs, action, reward, next_obs, done, np.ones(32, np.float32))]
     before = agent.train_step(*args, solved=tf.constant(False))[0].numpy()
     np.testing.assert_array_equal(before, plain.train_step(*args)[0].numpy())
+
+
+def test_anchor_solved_penalises_advantage_drift_from_the_delivered_model_once_solved():
+    """--anchor-solved: once solved, weight * mean_rows sum_a (A - A*)^2 with A = Q - mean_a Q
+    (the learner's) and A* the delivered model's. A shift of Q's level costs nothing; before the
+    solve the step is the plain one; after it the learner's advantages move towards A*."""
+    rng = np.random.default_rng(3)
+    obs, next_obs = (rng.normal(size=(64, 4)).astype(np.float32) for _ in range(2))
+    action = rng.integers(0, 2, 64).astype(np.int32)
+    reward, done = rng.uniform(size=64).astype(np.float32), np.zeros(64, np.float32)
+    agent = small_agent(anchor_solved=2.0)
+    wrng = np.random.default_rng(6)
+    anchor_w = [wrng.normal(0, 0.5, w.shape).astype(np.float32) for w in agent.online.get_weights()]
+    agent.set_anchor(anchor_w)
+    q, ref = agent.online(obs).numpy(), agent.anchor(obs).numpy()
+    adv = lambda v: v - v.mean(axis=1, keepdims=True)  # noqa: E731
+    expected = 2.0 * np.mean(np.sum((adv(q) - adv(ref)) ** 2, axis=1))
+    got = agent.anchor_term(tf.constant(obs), tf.constant(q), tf.constant(True)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    shifted = agent.anchor_term(tf.constant(obs), tf.constant(q + 7.0), tf.constant(True)).numpy()
+    np.testing.assert_allclose(shifted, expected, rtol=1e-5)
+    assert agent.anchor_term(tf.constant(obs), tf.constant(q), tf.constant(False)).numpy() == 0.0
+    args = [tf.constant(a) for a in (obs, action, reward, next_obs, done, np.ones(64, np.float32))]
+    # Not yet solved: the same step as an agent without the option.
+    plain = small_agent()
+    before = agent.train_step(*args, solved=tf.constant(False))[0].numpy()
+    np.testing.assert_array_equal(before, plain.train_step(*args)[0].numpy())
+    # Solved: with a heavy weight the advantages move towards the anchor's.
+    far = lambda a: np.mean(np.sum((adv(a.online(obs).numpy()) - adv(ref)) ** 2, axis=1))  # noqa: E731
+    start = far(agent)
+    heavy = small_agent(anchor_solved=100.0)
+    heavy.set_anchor(anchor_w)
+    heavy.online.set_weights(agent.online.get_weights())
+    heavy.target.set_weights(agent.target.get_weights())
+    assert far(heavy) == pytest.approx(start, rel=1e-6)
+    for _ in range(20):
+        heavy.train_step(*args, solved=tf.constant(True))
+    assert far(heavy) < 0.5 * start

@@ -523,3 +523,11 @@ def test_gap_solved_outside_zero_one_refused(value, capsys):
     import cartpole
     assert cartpole.main([f"--gap-solved={value}"]) == 2
     assert_one_line(capsys.readouterr().err, "--gap-solved must be in [0, 1)")
+
+
+@pytest.mark.parametrize("value", ["-1", "1e7"])
+def test_anchor_solved_out_of_range_refused(value, capsys):
+    """A negative weight would push the learner away from the delivered model."""
+    import cartpole
+    assert cartpole.main([f"--anchor-solved={value}"]) == 2
+    assert_one_line(capsys.readouterr().err, "--anchor-solved must be in [0, 1e6]")

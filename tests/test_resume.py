@@ -101,3 +101,35 @@ def test_resume_a_solved_run_to_keep_training(tmp_path):
         assert after["best_model_env_steps"] == solved["solve_env_steps"]
     else:
         assert after["best_model_env_steps"] > solved["solve_env_steps"]
+
+
+def test_anchor_holds_the_delivered_model_at_the_solve_and_after_a_resume(tmp_path, monkeypatch):
+    """--anchor-solved pulls the learner towards best.keras: the agent's anchor gets exactly
+    best.keras's weights when the solve writes it, and again when a resumed run reads it back
+    (the anchor is not in the checkpoint)."""
+    import numpy as np
+
+    import cartpole
+    from agent import DoubleDQNAgent
+    from acting.evaluation import load_saved_network
+    calls: list[list] = []
+    set_anchor = DoubleDQNAgent.set_anchor
+
+    def recording(self, weights):
+        calls.append([np.array(w) for w in weights])
+        set_anchor(self, weights)
+    monkeypatch.setattr(DoubleDQNAgent, "set_anchor", recording)
+    run_dir = tmp_path / "anchored"
+    flags = ["--quiet", "--no-profile"]
+    assert cartpole.main(["--log-dir", str(run_dir), "--seed", "3", "--anchor-solved", "1",
+                          *flags, *SOLVE_BUDGET]) == 0
+    best = load_saved_network(run_dir / "model" / "best.keras")[0]
+    best_weights = [w for layer in best.layers for w in layer]
+
+    def is_best(weights):
+        return len(weights) == len(best_weights) and all(
+            np.array_equal(a, b) for a, b in zip(weights, best_weights))
+    assert len(calls) == 1 and is_best(calls[0])
+    calls.clear()
+    assert cartpole.main(["--resume", str(run_dir), "--keep-training", "8192", *flags]) == 0
+    assert calls and is_best(calls[0])

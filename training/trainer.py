@@ -270,7 +270,7 @@ class Trainer:
                 self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
                 tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
                 mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay,
-                gap_solved=cfg.gap_solved)
+                gap_solved=cfg.gap_solved, anchor_solved=cfg.anchor_solved)
             failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
                                          seed=cfg.seed + 2) if cfg.failure_rows else None)
             self.store_and_learn = make_store_and_learn(
@@ -290,6 +290,8 @@ class Trainer:
         self.act_rng.bit_generator.state = prog.act_rng_state
         self.qnet.set_weights(self.agent.numpy_weights())
         prog.resumed_from_env_steps = prog.env_steps
+        if prog.solved and self.cfg.anchor_solved > 0:
+            self.agent.set_anchor([w for layer in self.champion().layers for w in layer])
         return prog
 
     def _prepare_loop(self) -> None:
@@ -579,6 +581,7 @@ class Trainer:
         with self.timer.section("export"):
             self.agent.export(str(self.run_dir / MODEL_DIR / BEST_MODEL), snap.weights)
         self._champion = evaluation.NumpyQNetwork(snap.weights)
+        self.agent.set_anchor(snap.weights)
         self.prog.best_model_env_steps = snap.env_steps
         if snap.certificate is not None and self.prog.certificate_episodes is None:
             self.prog.certificate_episodes = snap.certificate.requested
