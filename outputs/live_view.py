@@ -53,10 +53,6 @@ REFRESH_S = 1.0
 #: cores busy, so the window only appeared once training had ended); this cap is what keeps it
 #: from taking the second core from the evaluation worker instead.
 MAX_DRAW_SHARE = 0.35
-#: Live redraws reuse the axes' positions of the last constrained layout (the layout is about a
-#: third of a redraw's CPU) and lay the figure out afresh only every this many redraws, so that
-#: growing tick labels still get their room. The final figure is always laid out in full.
-RELAYOUT_EVERY = 8
 #: The trainer writes to the pipe at most this often; rows in between are batched.
 SEND_EVERY_S = 0.25
 #: Give up the live view if this much is waiting for a child that does not read.
@@ -331,18 +327,21 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     the trainer went away without a hand-over, "end" after the final figure).
     """
     feed = Feed()
-    renders, last_draw, draw_s, wait_s = 0, -math.inf, 0.0, refresh_s
+    renders, last_draw, draw_s, wait_s = 0, -math.inf, [0.0, 0.0], refresh_s
     while True:
         feed.drain(inbox)
         if not window.is_open():
             return _report(renders, feed, "closed", draw_s)
         if feed.end is not None or feed.eof:
             break
-        if feed.dirty and clock() - last_draw >= wait_s:
+        # An infinite refresh (off-screen: only the final PNG) never redraws; without the
+        # isfinite, inf - (-inf) >= inf made it draw once, early in training.
+        if feed.dirty and math.isfinite(wait_s) and clock() - last_draw >= wait_s:
             t, cpu = time.perf_counter(), time.thread_time()
             window.draw(feed.metrics, feed.evals, title)
-            draw_s += time.perf_counter() - t
-            wait_s = max(refresh_s, (time.thread_time() - cpu) / MAX_DRAW_SHARE)
+            cpu = time.thread_time() - cpu
+            draw_s = [draw_s[0] + time.perf_counter() - t, draw_s[1] + cpu]
+            wait_s = max(refresh_s, cpu / MAX_DRAW_SHARE)
             renders, last_draw, feed.dirty = renders + 1, clock(), False
         window.pump(pump_s)
     if feed.eof:
@@ -353,8 +352,6 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
         # Hand-over: the final figure shows every row, however recent the last draw was, and
         # stays until the user closes the window. (Without a person there, nobody would see
         # it: the window just closes.)
-        if hasattr(window, "lay_out_next"):
-            window.lay_out_next()
         window.draw(feed.metrics, feed.evals, f"{title} ({feed.end.get('status', 'finished')})")
         renders += 1
         while window.can_hold and window.is_open():
@@ -377,10 +374,11 @@ def write_final_png(feed: Feed) -> bool:
     return True
 
 
-def _report(renders: int, feed: Feed, how: str, draw_s: float) -> dict[str, Any]:
-    """What the child did; `live_draw_s` is the time its live redraws took (not the final one)."""
+def _report(renders: int, feed: Feed, how: str, draw_s: list[float]) -> dict[str, Any]:
+    """What the child did; `live_draw_s` and `live_draw_cpu_s` are the wall and CPU seconds
+    its live redraws took (not the final one)."""
     return {"renders": renders, "metrics_rows": len(feed.metrics), "eval_rows": len(feed.evals),
-            "ended": how, "live_draw_s": round(draw_s, 3)}
+            "ended": how, "live_draw_s": round(draw_s[0], 3), "live_draw_cpu_s": round(draw_s[1], 3)}
 
 
 class MatplotlibWindow:
@@ -390,7 +388,7 @@ class MatplotlibWindow:
         import matplotlib
         import matplotlib.pyplot as plt
 
-        from outputs.plots import DPI, FIGSIZE
+        from outputs.plots import DPI, FIGSIZE, PNG_MARGINS
         self._plt = plt
         for name in ([backend] if backend else _BACKENDS):
             try:
@@ -400,8 +398,10 @@ class MatplotlibWindow:
                 continue
         else:
             raise RuntimeError(f"no GUI toolkit for matplotlib ({', '.join(_BACKENDS)})")
-        self.fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-        self._draws = 0
+        # The PNG's fixed margins, not a layout engine: constrained layout's measuring passes
+        # were about a third of a redraw's CPU, and the panels never change.
+        self.fig = plt.figure(figsize=FIGSIZE, dpi=DPI)
+        self._margins = PNG_MARGINS
         manager = self.fig.canvas.manager
         if manager is not None:
             manager.set_window_title(title)
@@ -415,22 +415,12 @@ class MatplotlibWindow:
 
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
         from outputs.plots import draw_training
-        relayout = self._draws % RELAYOUT_EVERY == 0
-        kept = [ax.get_position() for ax in self.fig.axes]
-        self.fig.set_layout_engine("constrained" if relayout else "none")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             draw_training(self.fig, metrics_rows, eval_rows, title)
-        if not relayout and len(kept) == len(self.fig.axes):
-            for ax, box in zip(self.fig.axes, kept):
-                ax.set_position(box)
-        self._draws += 1
+        self.fig.subplots_adjust(**self._margins)
         self.fig.canvas.draw_idle()
         self.fig.canvas.flush_events()
-
-    def lay_out_next(self) -> None:
-        """The next draw gets a full constrained layout (the final figure)."""
-        self._draws = 0
 
     def pump(self, seconds: float) -> None:
         self.fig.canvas.start_event_loop(seconds)

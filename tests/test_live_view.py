@@ -7,6 +7,7 @@ a real child process drawing off-screen (matplotlib's Agg backend).
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -300,3 +301,13 @@ def test_the_live_window_process_is_not_niced(monkeypatch):
     monkeypatch.setattr(live_view, "MatplotlibWindow", no_window)
     assert live_view.child_main(["--child", "--refresh", "1.0"]) == 3
     assert niced == [], "a niced window starves behind any busy process"
+
+
+def test_off_screen_child_never_redraws_live():
+    """Without a display the child is started with an infinite refresh, only for the final PNG:
+    no live redraw at all (each would take ~0.4 s of the core the evaluation worker needs)."""
+    clock = [0.0]
+    win = FakeWindow(clock)
+    report = live_view.run_child(Trickle(50, {"status": "finished", "interactive": False}),
+                                 win, "t", refresh_s=math.inf, clock=lambda: clock[0], pump_s=0.05)
+    assert win.draws == [] and report["renders"] == 0 and report["metrics_rows"] == 50

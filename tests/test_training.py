@@ -66,6 +66,9 @@ def test_default_config_solves(solved_run):
     assert summary["solve_wall_s"] <= summary["total_wall_s"] == timings["total_wall_s"]
     assert timings["total_wall_s"] < timings["wrap_up_end_wall_s"]
     assert 0 < timings["process_cpu_s"]
+    # What the figure's process did (no display here: off-screen, only the final PNG).
+    figure = timings["figure_process"]
+    assert figure["ended"] == "end" and figure["png_written"] and figure["live_draw_cpu_s"] == 0
     # The solve ends the run: no round after it, and best.keras is the solving snapshot.
     assert at[0] == len(rows) - 1, "an evaluation round was played after the solve"
     assert summary["post_solve_rounds"] == 0 and summary["post_solve_pass_fraction"] is None

@@ -182,7 +182,11 @@ def write_timings(run: Any, end_wall: float) -> None:
         "wrap_up_end_wall_s": run.wall(), "clocks": CLOCKS,
         # CPU seconds of this process alone (all its threads; not the evaluation worker's or the
         # figure's process): unlike wall time, hardly moved by other load.
-        "process_cpu_s": round(time.process_time(), 3), "note": TIMINGS_NOTE})
+        "process_cpu_s": round(time.process_time(), 3),
+        # What the figure's process did (live redraws, their seconds, backend), when there is one.
+        "figure_process": next((o.report for o in run.observers
+                                if getattr(o, "report", None) is not None), None),
+        "note": TIMINGS_NOTE})
 
 
 def say_where_it_wrote(run: Any, summary: dict[str, Any], demo: Path | None) -> None:
