@@ -10,9 +10,12 @@ benchmark starts its own virtual display (Xvfb) for the window runs.
 
 A seed follows the same trajectory in both runs (same CPU, same seed: identical env steps to
 solve, which is checked), so each pair compares the same work. Printed per seed: seconds to
-solve from process start (summary.json `solve_wall_s`) in each arm, their ratio, and what the
-window did (live redraws and their CPU seconds, from timings.json `figure_process`); then the
-median of the per-seed ratios with a 95% bootstrap interval: the window's cost to the solve.
+solve from process start (summary.json `solve_wall_s`) in each arm, their ratio, the CPU
+seconds of the live redraws, and when the window was on screen and each redraw done, in
+seconds from the launch (timings.json `figure_process`: the window's process notes the wall
+clock when the window was shown and after each redraw); then the median of the per-seed
+ratios with a 95% bootstrap interval, the window's cost to the solve, and the gaps between
+the window's appearance and its redraws.
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ def run_one(log_dir: Path, seed: int, display: str | None, extra: list[str]) -> 
         env["DISPLAY"] = display
     cmd = [sys.executable, str(ROOT / "cartpole.py"), "--log-dir", str(log_dir), "--seed", str(seed),
            "--graphics", "--quiet", *extra]
+    launched = time.time()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
     if proc.returncode != 0:
@@ -77,8 +81,12 @@ def run_one(log_dir: Path, seed: int, display: str | None, extra: list[str]) -> 
                            f"{proc.returncode}: {tail}")
     summary = json.loads((log_dir / "summary.json").read_text())
     timings = json.loads((log_dir / "timings.json").read_text())
+    figure = timings.get("figure_process") or {}
+    # The window's times on the launch clock: when it was on screen, and each live redraw.
+    shown = figure.get("window_shown_at")
     return {"solve_s": summary.get("solve_wall_s"), "steps": summary.get("solve_env_steps"),
-            "figure": timings.get("figure_process") or {}}
+            "figure": figure, "shown_s": None if shown is None else shown - launched,
+            "redraws_s": [t - launched for t in figure.get("live_draw_done_at", [])]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_live_window: seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, display {display}, "
           f"flags: --graphics --quiet {' '.join(extra)}")
     print(f"logs: {out}")
-    print(f"{'seed':>4}  {'window s':>9}  {'none s':>7}  {'ratio':>6}  {'redraws':>7}  {'draw CPU s':>10}")
-    ratios, t0 = [], time.time()
+    print(f"{'seed':>4}  {'window s':>9}  {'none s':>7}  {'ratio':>6}  {'draw CPU s':>10}  "
+          "window shown, then redrawn at (s from launch)")
+    ratios, shown, gaps, t0 = [], [], [], time.time()
     try:
         for i, seed in enumerate(range(a.first_seed, a.first_seed + a.seeds)):
             arms = [("window", display), ("none", None)]
@@ -105,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{seed:>4}  not paired (solved at {w['steps']} and {n['steps']} env steps)")
                 continue
             ratios.append(w["solve_s"] / n["solve_s"])
-            redraws = w["figure"].get("renders", 0)
+            times = [w["shown_s"], *w["redraws_s"]] if w["shown_s"] is not None else w["redraws_s"]
+            shown += [w["shown_s"]] if w["shown_s"] is not None else []
+            gaps += [b - a for a, b in zip(w["redraws_s"], w["redraws_s"][1:])]
             print(f"{seed:>4}  {w['solve_s']:>9.2f}  {n['solve_s']:>7.2f}  {ratios[-1]:>6.3f}  "
-                  f"{redraws:>7}  {w['figure'].get('live_draw_cpu_s', float('nan')):>10.2f}", flush=True)
+                  f"{w['figure'].get('live_draw_cpu_s', float('nan')):>10.2f}  "
+                  + ", ".join(f"{t:.2f}" for t in times), flush=True)
     except RuntimeError as e:
         print(f"bench_live_window: error: {e}", file=sys.stderr)
         return 1
@@ -121,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ci = f" [{est['ci_low']:.3f}, {est['ci_high']:.3f}]" if est["ci_low"] is not None else ""
     print(f"window / no window, time to solve, median of {len(ratios)} per-seed ratios: "
           f"{est['value']:.3f}{ci} (95% bootstrap)")
+    if shown:
+        print(f"window on screen (empty) at a median {np.median(shown):.2f} s from the launch, "
+              f"latest {max(shown):.2f} s")
+    if gaps:
+        print(f"between redraws during training: median {np.median(gaps):.2f} s, "
+              f"longest {max(gaps):.2f} s ({len(gaps)} gaps)")
     print(f"benchmark wall time {time.time() - t0:.0f} s")
     return 0
 

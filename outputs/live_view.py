@@ -327,11 +327,11 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
     the trainer went away without a hand-over, "end" after the final figure).
     """
     feed = Feed()
-    renders, last_draw, draw_s, wait_s = 0, -math.inf, [0.0, 0.0], refresh_s
+    renders, last_draw, draws, wait_s = 0, -math.inf, DrawLog(), refresh_s
     while True:
         feed.drain(inbox)
         if not window.is_open():
-            return _report(renders, feed, "closed", draw_s)
+            return _report(renders, feed, "closed", draws)
         if feed.end is not None or feed.eof:
             break
         # An infinite refresh (off-screen: only the final PNG) never redraws; without the
@@ -340,13 +340,13 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
             t, cpu = time.perf_counter(), time.thread_time()
             window.draw(feed.metrics, feed.evals, title)
             cpu = time.thread_time() - cpu
-            draw_s = [draw_s[0] + time.perf_counter() - t, draw_s[1] + cpu]
+            draws.add(time.perf_counter() - t, cpu)
             wait_s = max(refresh_s, cpu / MAX_DRAW_SHARE)
             renders, last_draw, feed.dirty = renders + 1, clock(), False
         window.pump(pump_s)
     if feed.eof:
         window.close()
-        return _report(renders, feed, "eof", draw_s)
+        return _report(renders, feed, "eof", draws)
     png_written = write_final_png(feed)
     if feed.end.get("interactive"):
         # Hand-over: the final figure shows every row, however recent the last draw was, and
@@ -357,7 +357,7 @@ def run_child(inbox: "queue.Queue[bytes | None]", window: Window, title: str = "
         while window.can_hold and window.is_open():
             window.pump(0.1)
     window.close()
-    return {**_report(renders, feed, "end", draw_s), "png_written": png_written}
+    return {**_report(renders, feed, "end", draws), "png_written": png_written}
 
 
 def write_final_png(feed: Feed) -> bool:
@@ -374,11 +374,24 @@ def write_final_png(feed: Feed) -> bool:
     return True
 
 
-def _report(renders: int, feed: Feed, how: str, draw_s: list[float]) -> dict[str, Any]:
+class DrawLog:
+    """The live redraws: their wall and CPU seconds, and when each was on screen (epoch
+    seconds, so that a benchmark can put them on its own clock)."""
+
+    def __init__(self) -> None:
+        self.wall_s, self.cpu_s, self.done_at = 0.0, 0.0, []
+
+    def add(self, wall_s: float, cpu_s: float) -> None:
+        self.wall_s, self.cpu_s = self.wall_s + wall_s, self.cpu_s + cpu_s
+        self.done_at.append(round(time.time(), 3))
+
+
+def _report(renders: int, feed: Feed, how: str, draws: DrawLog) -> dict[str, Any]:
     """What the child did; `live_draw_s` and `live_draw_cpu_s` are the wall and CPU seconds
-    its live redraws took (not the final one)."""
+    its live redraws took (not the final one), `live_draw_done_at` when each was done."""
     return {"renders": renders, "metrics_rows": len(feed.metrics), "eval_rows": len(feed.evals),
-            "ended": how, "live_draw_s": round(draw_s[0], 3), "live_draw_cpu_s": round(draw_s[1], 3)}
+            "ended": how, "live_draw_s": round(draws.wall_s, 3), "live_draw_cpu_s": round(draws.cpu_s, 3),
+            "live_draw_done_at": draws.done_at}
 
 
 class MatplotlibWindow:
@@ -408,6 +421,8 @@ class MatplotlibWindow:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Agg: "non-interactive, cannot show"
             plt.show(block=False)
+        self.fig.canvas.flush_events()
+        self.shown_at = round(time.time(), 3)  # the (empty) window is on screen
         self.backend = matplotlib.get_backend()
         from matplotlib.backends import BackendFilter, backend_registry
         gui = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
@@ -464,7 +479,8 @@ def child_main(argv: list[str]) -> int:
     inbox: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
     report = run_child(inbox, window, args.title, args.refresh)
-    report["backend"] = window.backend
+    report["backend"], report["window_shown_at"] = window.backend, window.shown_at
+    report["process_cpu_s"] = round(time.process_time(), 3)  # all of this process, start-up included
     try:
         print(json.dumps(report), flush=True)
     except OSError:  # BrokenPipeError: the trainer is gone and wants no report

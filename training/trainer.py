@@ -215,6 +215,7 @@ class Trainer:
         try:
             self._set_up(cfg.replace(log_dir=str(self.run_dir.path)), resume)
         except BaseException:
+            self.abort_observers()
             self.run_dir.release()
             raise
 
@@ -222,6 +223,11 @@ class Trainer:
         self.cfg = cfg
         self.say(f"training into {self.run_dir.path} (seed {cfg.seed})"
                  + (", resuming from its latest checkpoint" if resume else ""))
+        # The figure's process first: its interpreter, matplotlib and the window start on the
+        # core that TensorFlow's single-threaded import leaves idle, not later, when the
+        # learner and the evaluation worker need both cores.
+        view = start_figure_process(cfg, self.run_dir)
+        self.observers: list[Observer] = [view] if view.active else []
         with self.timer.section("import"):
             self._import_tensorflow()
         with self.timer.section("setup"):
@@ -312,7 +318,7 @@ class Trainer:
             tf.config.threading.get_inter_op_parallelism_threads()]
         self.run_dir.write_json(CONFIG_JSON, config_doc)
         self.run_dir.copy_scripts(PROJECT_DIR)
-        self.observers = make_observers(cfg, self.run_dir, config_doc, self.prog)
+        self.observers = make_observers(cfg, self.run_dir, config_doc, self.prog, self.observers)
         import psutil
         self.proc = psutil.Process()
         self.peak_rss = self.proc.memory_info().rss
@@ -729,19 +735,24 @@ def check_video_format(fmt: str) -> None:
         raise ConfigError(str(e)) from None
 
 
-def make_observers(cfg: TrainConfig, run_dir: RunDir, config_doc: dict[str, Any],
-                   prog: Progress) -> list[Observer]:
-    """TensorBoard, and the figure's own process: a live window with --graphics when there is
-    a display, otherwise off-screen, only to render the final PNG off the critical path."""
+def start_figure_process(cfg: TrainConfig, run_dir: RunDir) -> Any:
+    """The figure's own process: a live window with --graphics when there is a display,
+    otherwise off-screen, only to render the final PNG off the critical path."""
     from outputs.live_view import LiveView, interactive_session
     from outputs.plots import display_available
+    window = cfg.graphics and display_available()
+    return LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet),
+                    backend=None if window else "agg", live=window)
+
+
+def make_observers(cfg: TrainConfig, run_dir: RunDir, config_doc: dict[str, Any],
+                   prog: Progress, started: list[Observer]) -> list[Observer]:
+    """TensorBoard, then the observers `started` before TensorFlow's import (the figure's
+    process), which get a resumed run's history first."""
     from outputs.tb_log import TensorBoardObserver
     resumed = prog.resumed_from_env_steps is not None
     observers: list[Observer] = [TensorBoardObserver(run_dir.path, config_doc["config"], resumed)]
-    window = cfg.graphics and display_available()
-    view = LiveView(run_dir / FIGURE_PNG, interactive_session(cfg.quiet),
-                    backend=None if window else "agg", live=window)
-    if view.active:
+    for view in started:
         # A resumed run's figure shows its whole history (TensorBoard has it in its files).
         for row in prog.metrics_rows:
             view.on_metrics(row)
