@@ -90,7 +90,7 @@ class TrainConfig:
         "unchanged, the other action's is pushed down, so the gap between them widens and "
         "small errors in Q flip fewer greedy actions. 0 = plain Double DQN. Before the solve "
         "nothing changes (docs/performance.md, Staying solved)."))
-    anchor_solved: float = field(default=0.0, metadata=_opt(
+    anchor_solved: float = field(default=1.0, metadata=_opt(
         "Once the task is solved (with --keep-training), add to the loss this weight times the "
         "batch mean of sum_a (A(s, a) - A*(s, a))^2, where A = Q - mean_a Q is the learner's "
         "advantage and A* that of the delivered model (best.keras: the certified snapshot, or "
