@@ -68,13 +68,16 @@ def no_data_panels(fig: Figure) -> list[str]:
 PNG_SIZE = (int(plots.FIGSIZE[0] * plots.DPI), int(plots.FIGSIZE[1] * plots.DPI))
 
 
-def canvas_pixels(metrics: list[dict], evals: list[dict], title: str = "") -> np.ndarray:
+def canvas_pixels(metrics: list[dict], evals: list[dict], title: str = "",
+                  fig: Figure | None = None) -> np.ndarray:
     """The figure of these rows as RGB pixels, drawn here on an Agg canvas: not through
-    render_png (which plot_training calls, so comparing with it would prove nothing)."""
+    render_png (which plot_training calls, so comparing with it would prove nothing). Given
+    `fig`, a figure drawn before, it is drawn again in place (`reuse`, as the live window does)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    fig = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
-    canvas = FigureCanvasAgg(fig)
-    plots.draw_training(fig, metrics, evals, title)
+    reuse = fig is not None
+    fig = fig if reuse else Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
+    canvas = fig.canvas if reuse else FigureCanvasAgg(fig)
+    plots.draw_training(fig, metrics, evals, title, reuse=reuse)
     fig.subplots_adjust(**plots.PNG_MARGINS)  # the saved figure's fixed margins
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3]
@@ -89,6 +92,25 @@ def assert_png_shows(path, metrics: list[dict], evals: list[dict], title: str = 
     np.testing.assert_array_equal(shown, canvas_pixels(metrics, evals, title), "PNG shows other rows")
     assert not np.array_equal(shown, canvas_pixels(metrics[:-1], evals, title))
     assert not np.array_equal(shown, canvas_pixels(metrics, evals[:-1], title))
+
+
+def test_redrawing_a_figure_in_place_gives_the_pixels_of_a_fresh_one():
+    """The live window redraws its figure in place (`reuse`: same axes, new contents). Through
+    a run's stages (no rows, one, a few, smoothing, evaluation bars, the loss going from a log
+    axis to a linear one, the learning rate from a linear axis to a log one and back, fewer
+    rows again) every redraw must show exactly what a fresh figure of the same rows shows."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    metrics, evals = rows(60)
+    metrics[40]["loss"] = 0.0  # from here on the loss panel cannot be logarithmic
+    for r in metrics[45:]:
+        r["lr"] = 1e-5  # a decay past 20x: the learning-rate axis turns logarithmic
+    live = Figure(figsize=plots.FIGSIZE, dpi=plots.DPI)
+    FigureCanvasAgg(live)
+    for n, m in ((0, 0), (1, 0), (3, 1), (35, 6), (41, 8), (50, 12), (20, 3)):
+        fresh = canvas_pixels(metrics[:n], evals[:m], "t")
+        again = canvas_pixels(metrics[:n], evals[:m], "t", fig=live)
+        assert np.array_equal(again, fresh), f"the redraw of {n} rows differs from a fresh figure"
+    assert len(live.axes) == len(drawn(metrics[:20], evals[:3]).axes)
 
 
 # --- the panels --------------------------------------------------------------------------------
