@@ -2,8 +2,9 @@
 
 A render of the six-panel figure costs a good part of a second of CPU, all of it training lost
 when drawn in the trainer's process. Here a child process (`python -m outputs.live_view
---child`, on the second core, which the single-threaded trainer leaves idle) owns the
-matplotlib window and redraws at most about once a second, spaced so that redraws take at most
+--child`), started before the trainer imports TensorFlow, owns the matplotlib window: it shows
+the empty panels while the import runs on the other core, then redraws them in place (the same
+axes, new contents) at most every REFRESH_S, spaced so that redraws take at most
 MAX_DRAW_SHARE of a core; the trainer only appends each new row to a byte buffer and hands it
 to a non-blocking pipe a few times a second.
 
@@ -46,7 +47,7 @@ from common.observer import Observer
 from outputs.plots import display_available  # cheap: plots imports matplotlib only when drawing
 
 #: The child redraws at most this often (seconds), and only when new rows arrived.
-REFRESH_S = 1.0
+REFRESH_S = 1.5
 #: Share of one core the child's live redraws may use: after a redraw that took d CPU seconds
 #: the next waits at least d / MAX_DRAW_SHARE. The child runs at normal priority (at nice 19 it
 #: got no CPU at all while the trainer, its evaluation worker and any other work kept both
@@ -422,7 +423,7 @@ class MatplotlibWindow:
             warnings.simplefilter("ignore", UserWarning)  # Agg: "non-interactive, cannot show"
             plt.show(block=False)
         self.fig.canvas.flush_events()
-        self.shown_at = round(time.time(), 3)  # the (empty) window is on screen
+        self.shown_at = round(time.time(), 3)  # the window is on screen
         self.backend = matplotlib.get_backend()
         from matplotlib.backends import BackendFilter, backend_registry
         gui = backend_registry.list_builtin(BackendFilter.INTERACTIVE)
@@ -479,6 +480,12 @@ def child_main(argv: list[str]) -> int:
         return 3
     inbox: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
+    if math.isfinite(args.refresh):
+        # The six panels, still empty, while TensorFlow imports: they are on screen at once,
+        # and the axes exist before training starts, so every redraw during training only
+        # replaces their contents (plots.draw_training's `reuse`).
+        window.draw([], [], args.title)
+        window.shown_at = round(time.time(), 3)
     report = run_child(inbox, window, args.title, args.refresh)
     report["backend"], report["window_shown_at"] = window.backend, window.shown_at
     report["process_cpu_s"] = round(time.process_time(), 3)  # all of this process, start-up included
