@@ -71,8 +71,8 @@ class TrainConfig:
         "Learning steps over which the learning rate decays from --lr to --lr-final."))
     lr_solved: float | None = field(default=None, metadata=_opt(
         "Learning rate from the moment the task is solved (with --keep-training); default: "
-        "--lr-final. A solved network needs small steps to stay solved, yet not so small that "
-        "it stops correcting what it forgets (docs/performance.md compares values)."))
+        "half of --lr-final. A solved network needs small steps to stay solved, yet not so "
+        "small that it stops correcting what it forgets (docs/performance.md compares values)."))
     layer_norm: bool = field(default=False, metadata=_opt(
         "LayerNormalization after each hidden Dense layer (Dense -> LayerNorm -> ReLU). It "
         "helps a solved agent stay solved but makes every learning step dearer and the solve "
@@ -192,9 +192,10 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------------------
     def learning_rate(self, learn_steps: int, solved: bool) -> float:
-        """Linear decay from lr to lr_final over lr_decay_steps; lr_solved once solved."""
+        """Linear decay from lr to lr_final over lr_decay_steps; once solved, lr_solved (by
+        default half of lr_final)."""
         if solved:
-            return self.lr_final if self.lr_solved is None else self.lr_solved
+            return self.lr_final / 2 if self.lr_solved is None else self.lr_solved
         return linear_schedule(self.lr, self.lr_final, self.lr_decay_steps, learn_steps)
 
     @property
