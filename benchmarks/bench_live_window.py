@@ -14,8 +14,8 @@ solve from process start (summary.json `solve_wall_s`) in each arm, their ratio,
 seconds of the live redraws, and when the window was on screen and each redraw done, in
 seconds from the launch (timings.json `figure_process`: the window's process notes the wall
 clock when the window was shown and after each redraw); then the median of the per-seed
-ratios with a 95% bootstrap interval, the window's cost to the solve, and the gaps between
-the window's appearance and its redraws.
+ratios with a 95% bootstrap interval, the window's cost to the solve, when the window was on
+screen, and the gaps between its redraws during training.
 """
 from __future__ import annotations
 

@@ -402,7 +402,7 @@ class MatplotlibWindow:
         import matplotlib
         import matplotlib.pyplot as plt
 
-        from outputs.plots import DPI, FIGSIZE, PNG_MARGINS
+        from outputs.plots import DPI, FIGSIZE
         self._plt = plt
         for name in ([backend] if backend else _BACKENDS):
             try:
@@ -415,7 +415,6 @@ class MatplotlibWindow:
         # The PNG's fixed margins, not a layout engine: constrained layout's measuring passes
         # were about a third of a redraw's CPU, and the panels never change.
         self.fig = plt.figure(figsize=FIGSIZE, dpi=DPI)
-        self._margins = PNG_MARGINS
         manager = self.fig.canvas.manager
         if manager is not None:
             manager.set_window_title(title)
@@ -430,12 +429,12 @@ class MatplotlibWindow:
         self.can_hold = self.backend.lower() in {name.lower() for name in gui}
 
     def draw(self, metrics_rows: list[dict], eval_rows: list[dict], title: str) -> None:
-        from outputs.plots import draw_training
+        from outputs.plots import PNG_MARGINS, draw_training
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             # In place: the same axes with new contents, about half the CPU of a fresh figure.
             draw_training(self.fig, metrics_rows, eval_rows, title, reuse=True)
-        self.fig.subplots_adjust(**self._margins)
+        self.fig.subplots_adjust(**PNG_MARGINS)
         self.fig.canvas.draw_idle()
         self.fig.canvas.flush_events()
 

@@ -250,18 +250,27 @@ def test_uniform_solved_sampler_switches_to_uniform_at_the_solve():
     assert len(idx) == 128 and np.all(w == 1.0)
 
 
+def random_batch(n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """(obs, action, reward, next_obs, done) of n random transitions, none terminal."""
+    rng = np.random.default_rng(seed)
+    obs, next_obs = (rng.normal(size=(n, 4)).astype(np.float32) for _ in range(2))
+    action = rng.integers(0, 2, n).astype(np.int32)
+    return obs, action, rng.uniform(size=n).astype(np.float32), next_obs, np.zeros(n, np.float32)
+
+
+def random_weights(agent: DoubleDQNAgent, seed: int) -> list[np.ndarray]:
+    """Random weights in the shape of the agent's network (a network unlike the online one)."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in agent.online.get_weights()]
+
+
 def test_gap_solved_lowers_targets_by_the_target_networks_action_gap_once_solved():
     """--gap-solved (advantage learning once solved): each target is lowered by alpha times the
     target network's gap max_b Q'(s, b) - Q'(s, a); the greedy action's target is unchanged.
     Before the solve the step is the plain Double-DQN step."""
-    rng = np.random.default_rng(2)
-    obs, next_obs = (rng.normal(size=(32, 4)).astype(np.float32) for _ in range(2))
-    action = rng.integers(0, 2, 32).astype(np.int32)
-    reward, done = rng.uniform(size=32).astype(np.float32), np.zeros(32, np.float32)
+    obs, action, reward, next_obs, done = random_batch(32, seed=2)
     agent = small_agent(gap_solved=0.5)
-    wrng = np.random.default_rng(5)
-    agent.target.set_weights([wrng.normal(0, 0.5, w.shape).astype(np.float32)
-                              for w in agent.online.get_weights()])
+    agent.target.set_weights(random_weights(agent, seed=5))
     q = agent.target(obs).numpy()
     expected = -0.5 * (q.max(axis=1) - q[np.arange(32), action])
     got = agent.gap_term(tf.constant(obs), tf.constant(action), tf.constant(True)).numpy()
@@ -281,13 +290,9 @@ def test_anchor_solved_penalises_advantage_drift_from_the_delivered_model_once_s
     """--anchor-solved: once solved, weight * mean_rows sum_a (A - A*)^2 with A = Q - mean_a Q
     (the learner's) and A* the delivered model's. A shift of Q's level costs nothing; before the
     solve the step is the plain one; after it the learner's advantages move towards A*."""
-    rng = np.random.default_rng(3)
-    obs, next_obs = (rng.normal(size=(64, 4)).astype(np.float32) for _ in range(2))
-    action = rng.integers(0, 2, 64).astype(np.int32)
-    reward, done = rng.uniform(size=64).astype(np.float32), np.zeros(64, np.float32)
+    obs, action, reward, next_obs, done = random_batch(64, seed=3)
     agent = small_agent(anchor_solved=2.0)
-    wrng = np.random.default_rng(6)
-    anchor_w = [wrng.normal(0, 0.5, w.shape).astype(np.float32) for w in agent.online.get_weights()]
+    anchor_w = random_weights(agent, seed=6)
     agent.set_anchor(anchor_w)
     q, ref = agent.online(obs).numpy(), agent.anchor(obs).numpy()
     adv = lambda v: v - v.mean(axis=1, keepdims=True)  # noqa: E731
