@@ -109,10 +109,13 @@ class DoubleDQNAgent(tf.Module):
         self.learn_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="learn_steps")
 
     # --- graph pieces -------------------------------------------------------------------------
-    def td_targets(self, reward: tf.Tensor, next_obs: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
+    def td_targets(self, reward: tf.Tensor, next_obs: tf.Tensor, done: tf.Tensor,
+                   discount: tf.Tensor | None = None) -> tf.Tensor:
+        """Double-DQN targets; `discount` [B] (gamma ** steps, n-step returns) or gamma."""
         next_action = tf.argmax(self.online(next_obs), axis=1, output_type=tf.int32)
         next_q = tf.gather(self.target(next_obs), next_action, axis=1, batch_dims=1)
-        target = reward + self.gamma * (1.0 - done) * next_q
+        discount = self.gamma if discount is None else discount
+        target = reward + discount * (1.0 - done) * next_q
         return target if self.q_max is None else tf.minimum(target, self.q_max)
 
     def gap_term(self, obs: tf.Tensor, action: tf.Tensor, solved: tf.Tensor) -> tf.Tensor:
@@ -145,14 +148,15 @@ class DoubleDQNAgent(tf.Module):
         quad = tf.minimum(abs_td, self.huber_delta)
         return 0.5 * quad * quad + self.huber_delta * (abs_td - quad)
 
-    def train_step(self, obs, action, reward, next_obs, done, weights, n_main=None, solved=None):
+    def train_step(self, obs, action, reward, next_obs, done, weights, n_main=None, solved=None,
+                   discount=None):
         """One importance-weighted Double-DQN update; returns (|TD error| [B], loss, mean Q).
 
         With `n_main`, the first `n_main` rows are the prioritized batch and the rest are extra
         rows (kept failures): the loss is the weighted sum over all rows divided by `n_main`,
         so the prioritized part keeps its scale, and mean Q describes the prioritized rows.
         """
-        target = self.td_targets(reward, next_obs, done)
+        target = self.td_targets(reward, next_obs, done, discount)
         if self.gap_solved > 0 and solved is not None:
             target = target + self.gap_term(obs, action, solved)
         target = tf.stop_gradient(target)
@@ -219,24 +223,49 @@ class DoubleDQNAgent(tf.Module):
         os.replace(tmp, path)
 
 
-def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool):
+def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool,
+                 n_step: int = 1, stride: int = 1, gamma: float = 0.0):
     """The replay draw of one learning step, as graph code: `sample(beta, solved)`.
 
-    Prioritized always, or with `uniform_solved` uniform once `solved` is true. Which of the
-    two graphs is built is decided here, at trace time, so the default graph is untouched.
+    Prioritized always, or with `uniform_solved` uniform once `solved` is true; with
+    `n_step` > 1 the batch carries n-step returns (`buffer.n_step`, `stride` = envs). Which
+    graph is built is decided here, at trace time, so the default graph is untouched.
     """
-    def sample(beta, solved):
+    def draw(beta, solved):
         if not uniform_solved:
             return buffer.sample(batch_size, beta)
         return tf.cond(solved, lambda: buffer.sample_uniform(batch_size),
                        lambda: buffer.sample(batch_size, beta))
+
+    def sample(beta, solved):
+        b = draw(beta, solved)
+        return b if n_step == 1 else buffer.n_step(b, n_step, stride, gamma)
     return sample
+
+
+def _failure_batch(failures: FailureReservoir | None, failure_rows: int, layout: ChunkLayout,
+                   reward_fn: RewardFn, gamma: float):
+    """`with_failures(batch, weight)`: the prioritized batch plus `failure_rows` kept failures
+    (one-step terminal transitions, so their discount never counts), as train_step's keyword
+    arguments; the kept rows get importance weight `weight`."""
+    def with_failures(b, weight):
+        rows, any_kept = failures.sample(failure_rows)
+        f_next, f_term = rows[:, layout.next_obs], rows[:, layout.terminated]
+        discount = (None if b.discount is None else
+                    tf.concat([b.discount, tf.fill([failure_rows], gamma)], 0))
+        return dict(obs=tf.concat([b.obs, rows[:, layout.obs]], 0),
+                    action=tf.concat([b.action, tf.cast(rows[:, layout.action], tf.int32)], 0),
+                    reward=tf.concat([b.reward, reward_fn(f_next, f_term > 0.5)], 0),
+                    next_obs=tf.concat([b.next_obs, f_next], 0),
+                    done=tf.concat([b.done, f_term], 0), discount=discount,
+                    weights=tf.concat([b.weights, tf.fill([failure_rows], any_kept * weight)], 0))
+    return with_failures
 
 
 def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
                          reward_fn: RewardFn, batch_size: int, jit_compile: bool,
                          failures: FailureReservoir | None = None, failure_rows: int = 0,
-                         uniform_solved: bool = False):
+                         uniform_solved: bool = False, n_step: int = 1, num_envs: int = 1):
     """Build the single per-call `tf.function`: store a packed chunk, then learn `n_learn` steps.
 
     Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
@@ -246,21 +275,13 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
     `batch_size` prioritized rows, with importance weight `failure_weight` (the trainer passes
     0 until the run has solved, 1 after) and no priority update. That same argument is the
     "solved" flag: with `uniform_solved`, once it is 1 the batches are drawn uniformly from the
-    replay (importance weights 1) and priorities are no longer updated.
+    replay (importance weights 1) and priorities are no longer updated. With `n_step` > 1 the
+    targets use n-step returns; the chunk's rows are vector steps of `num_envs` envs, in order.
     """
     layout = ChunkLayout(agent.obs_size)
     use_failures = failures is not None and failure_rows > 0
 
-    def with_failures(b, weight):
-        """The prioritized batch plus `failure_rows` kept failures, as train_step's arguments."""
-        rows, any_kept = failures.sample(failure_rows)
-        f_next, f_term = rows[:, layout.next_obs], rows[:, layout.terminated]
-        return (tf.concat([b.obs, rows[:, layout.obs]], 0),
-                tf.concat([b.action, tf.cast(rows[:, layout.action], tf.int32)], 0),
-                tf.concat([b.reward, reward_fn(f_next, f_term > 0.5)], 0),
-                tf.concat([b.next_obs, f_next], 0), tf.concat([b.done, f_term], 0),
-                tf.concat([b.weights, tf.fill([failure_rows], any_kept * weight)], 0))
-
+    with_failures = _failure_batch(failures, failure_rows, layout, reward_fn, agent.gamma)
     # autograph=False: we write tf.while_loop explicitly, and AutoGraph's source transpiling was
     # ~80% of the trace time (0.6 of 0.86 s here).
     @tf.function(jit_compile=jit_compile, autograph=False, input_signature=[
@@ -278,7 +299,7 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             failures.add(chunk, valid & (terminated > 0.5))
 
         solved = failure_weight > 0.5
-        sample = make_sampler(buffer, batch_size, uniform_solved)
+        sample = make_sampler(buffer, batch_size, uniform_solved, n_step, num_envs, agent.gamma)
 
         def update_priorities(indices, td_abs):
             if not uniform_solved:
@@ -295,12 +316,13 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
         def body(i, loss_sum, q_sum):
             b = sample(beta, solved)
             if use_failures:
-                td_abs, loss, mean_q = agent.train_step(*with_failures(b, failure_weight),
+                td_abs, loss, mean_q = agent.train_step(**with_failures(b, failure_weight),
                                                         n_main=batch_size, solved=solved)
                 td_abs = td_abs[:batch_size]
             else:
                 td_abs, loss, mean_q = agent.train_step(b.obs, b.action, b.reward, b.next_obs,
-                                                        b.done, b.weights, solved=solved)
+                                                        b.done, b.weights, solved=solved,
+                                                        discount=b.discount)
             update_priorities(b.indices, td_abs)
             return i + 1, loss_sum + loss, q_sum + mean_q
 

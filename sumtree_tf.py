@@ -217,6 +217,7 @@ class ReplayBatch(NamedTuple):
     done: tf.Tensor  # float32 [B], 1.0 = terminated
     indices: tf.Tensor  # int32 [B], slots to pass back to update_priorities
     weights: tf.Tensor  # float32 [B], importance weights, max 1
+    discount: tf.Tensor | None = None  # float32 [B] for n-step batches: gamma ** steps summed
 
 
 class PrioritizedReplayBuffer(tf.Module):
@@ -351,6 +352,31 @@ class PrioritizedReplayBuffer(tf.Module):
             indices=indices,
             weights=weights,
         )
+
+    def n_step(self, batch: ReplayBatch, n: int, stride: int, gamma: float) -> ReplayBatch:
+        """The n-step version of `batch`: the reward summed over up to `n` steps of the same
+        episode, discounted, and the observation and termination flag after the last of them.
+
+        The ring is filled a whole vector step at a time, so the next step of the env that
+        wrote slot i sits at slot i + `stride` (the number of envs). A step is followed only
+        while the episode goes on: the step summed last did not terminate, the next slot has
+        been written since (it is not ahead of the newest row) and it is a real transition
+        (priority > 0; the step after a done, the env's reset, was added with valid=False).
+        A truncated episode therefore bootstraps from its last observation, as with n = 1.
+        `discount` is gamma ** (steps summed), for the target r + discount * (1 - done) * Q.
+        """
+        reward, last, going = batch.reward, batch.indices, batch.done < 0.5
+        discount = tf.fill(tf.shape(reward), tf.constant(gamma, tf.float32))
+        ahead = tf.math.floormod(self.next_index - 1 - batch.indices, self.capacity)
+        for k in range(1, n):
+            nxt = tf.math.floormod(batch.indices + k * stride, self.capacity)
+            going &= (ahead >= k * stride) & (self.tree.get(nxt) > 0.0)
+            reward = tf.where(going, reward + discount * tf.gather(self.reward, nxt), reward)
+            discount = tf.where(going, discount * gamma, discount)
+            last = tf.where(going, nxt, last)
+            going &= tf.gather(self.done, nxt) < 0.5
+        return batch._replace(reward=reward, next_obs=tf.gather(self.next_obs, last),
+                              done=tf.gather(self.done, last), discount=discount)
 
     def update_priorities(self, indices, td_errors) -> None:
         """Set priorities to (|td| + eps)^alpha and raise max_priority if needed."""

@@ -97,6 +97,11 @@ class TrainConfig:
         "a challenger that replaced it). It keeps the learner's action preferences near the "
         "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
         "Before the solve nothing changes (docs/performance.md, Staying solved)."))
+    n_step: int = field(default=1, metadata=_opt(
+        "Multi-step returns: each target sums the rewards of up to this many steps of the same "
+        "episode, discounted, before bootstrapping (1 = plain one-step Double DQN; Rainbow "
+        "uses 3). Computed from the replay ring when a batch is drawn, so the buffer's "
+        "contents and checkpoints are the same for every value."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -229,6 +234,11 @@ class TrainConfig:
             positive(name)
         if self.lr_solved is not None and not 0 <= self.lr_solved <= self.lr:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
+        if not 1 <= self.n_step <= 16:
+            raise ConfigError(f"--n-step must be in [1, 16], got {self.n_step}")
+        if self.n_step * self.num_envs > self.buffer_size // 2:
+            raise ConfigError(f"--n-step x --num-envs must be at most half of --buffer-size, got "
+                              f"{self.n_step} x {self.num_envs} against {self.buffer_size}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
         if not 0 <= self.anchor_solved <= 1e6:

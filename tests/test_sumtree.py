@@ -488,3 +488,54 @@ def test_uniform_sample_ignores_priorities_and_weighs_invalid_rows_zero(mode):
     counts = np.bincount(drawn, minlength=40)
     assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the 40 filled slots
     assert counts[20:].sum() > 0.4 * len(drawn)
+
+
+def _n_step_reference(rewards, terminated, valid, t, e, n, gamma):
+    """(return, last step, done) for the transition of env e at vector step t, walked along
+    that env's own trajectory: the straightforward definition the ring arithmetic must match."""
+    ret, disc, last = 0.0, 1.0, t
+    for k in range(n):
+        s = t + k
+        if k > 0 and (s >= len(rewards) or not valid[s, e] or terminated[s - 1, e]):
+            break
+        ret += disc * rewards[s, e]
+        disc *= gamma
+        last = s
+    return ret, disc, last, terminated[last, e]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mark_invalid", [True, False])
+def test_n_step_returns_follow_each_env_until_its_episode_ends(mode, seed, mark_invalid):
+    """Two envs, episodes that terminate, are truncated (next step invalid, no termination) or
+    run past the newest row; the ring wraps, so old rows are overwritten. Without the valid
+    flags (every row sampleable) a termination alone must still end the sum."""
+    envs, steps, n, gamma = 2, 11, 3, 0.9
+    rng = np.random.default_rng(seed)
+    rewards = rng.uniform(0.1, 1.0, (steps, envs)).astype(np.float32)
+    terminated = rng.random((steps, envs)) < 0.2
+    truncated = ~terminated & (rng.random((steps, envs)) < 0.15)
+    valid = np.ones((steps, envs), bool)
+    if mark_invalid:
+        valid[1:] = ~(terminated | truncated)[:-1]
+    buf = PrioritizedReplayBuffer(16, obs_size=2, seed=0)
+    for t in range(steps):
+        next_obs = np.stack([np.full(envs, t), np.arange(envs)], 1).astype(np.float32)
+        buf.add(np.zeros((envs, 2), np.float32), np.zeros(envs, np.int32), rewards[t], next_obs,
+                terminated[t].astype(np.float32), valid[t] if mark_invalid else None)
+    # the 16 slots hold vector steps 3..10 (22 rows went into 16)
+    held = [(t, e) for t in range(steps - 8, steps) for e in range(envs) if valid[t, e]]
+    slots = np.array([(t * envs + e) % 16 for t, e in held], np.int32)
+
+    def draw(indices):
+        b = buf._batch(indices, tf.ones(tf.shape(indices), tf.float32))
+        return buf.n_step(b, n, envs, gamma)
+
+    got = compiled(draw, mode)(tf.constant(slots))
+    for row, (t, e) in enumerate(held):
+        ret, disc, last, done = _n_step_reference(rewards, terminated, valid, t, e, n, gamma)
+        assert got.reward.numpy()[row] == pytest.approx(ret, rel=1e-6), (t, e)
+        assert got.discount.numpy()[row] == pytest.approx(disc, rel=1e-6), (t, e)
+        assert tuple(got.next_obs.numpy()[row]) == (last, e), (t, e)
+        assert got.done.numpy()[row] == float(done), (t, e)

@@ -235,11 +235,12 @@ GAMMA, TAU, LR, DELTA, CLIP, ALPHA, EPS, BETA = 0.998, 0.06, 5e-3, 0.5, 10.0, 0.
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7
 
 # Priorities before the learning call: slot 1 -> 2, slot 4 -> 1, and slot 10, added by the
-# learning call itself, gets the max priority 1; everything else 0. The total is 4 = BATCH, so
-# each stratum [j, j+1) of the stratified draw lies inside one leaf and the batch is
-# [1, 1, 4, 10] whatever the uniform draws are, while P(i) still differs between rows
-# (weights (P / P_min)^-beta = 1/sqrt 2, 1/sqrt 2, 1, 1).
-PRIOR = {1: 2.0, 4: 1.0}
+# learning call itself, gets the max priority 1; slot 2 gets 1e-9 (a real transition always has
+# a priority above 0, only autoreset rows have 0, and the n-step case follows slot 1 into slot
+# 2); everything else 0. The total is 4 (+1e-9) = BATCH, so each stratum [j, j+1) of the
+# stratified draw lies inside one leaf (but for a 1e-9 sliver) and the batch is [1, 1, 4, 10],
+# while P(i) still differs between rows (weights (P / P_min)^-beta = 1/sqrt 2, 1/sqrt 2, 1, 1).
+PRIOR = {1: 2.0, 2: 1e-9, 4: 1.0}
 SAMPLED = np.array([1, 1, 4, 10])
 
 
@@ -251,12 +252,12 @@ def relu_mlp(weights: list[np.ndarray], obs: np.ndarray) -> tuple[np.ndarray, np
     return pre, hidden, hidden @ w2 + b2
 
 
-def reference_step(online, target, obs, action, reward, next_obs, done, weights):
+def reference_step(online, target, obs, action, reward, next_obs, done, weights, discount=GAMMA):
     """NumPy Double-DQN step: (|td|, loss, mean q, gradients in the model's variable order)."""
     _, _, q_next_online = relu_mlp(online, next_obs)
     _, _, q_next_target = relu_mlp(target, next_obs)
     best = q_next_online.argmax(axis=1)
-    y = reward + GAMMA * (1.0 - done) * q_next_target[np.arange(len(best)), best]
+    y = reward + discount * (1.0 - done) * q_next_target[np.arange(len(best)), best]
     y = np.minimum(y, 1.0 / (1.0 - GAMMA))
     pre, hidden, q_all = relu_mlp(online, obs)
     q = q_all[np.arange(len(action)), action]
@@ -297,7 +298,11 @@ def transitions(rng: np.random.Generator, n: int, layout: ChunkLayout) -> np.nda
 
 
 @pytest.mark.parametrize("xla", [False, True], ids=["graph", "xla"])
-def test_fused_learning_step_matches_numpy_reference(xla):
+@pytest.mark.parametrize("n_step", [1, 2])
+def test_fused_learning_step_matches_numpy_reference(xla, n_step):
+    """With n_step 2 (one env, so the next step is the next slot): slot 1 sums its reward and
+    slot 2's and bootstraps from slot 2's next state with gamma^2; slot 4 terminates and slot
+    10 is followed by an autoreset row, so both stay one-step."""
     keras.utils.set_random_seed(4)
     agent = DoubleDQNAgent(OBS, 2, hidden=(3,), gamma=GAMMA, tau=TAU, lr=LR, huber_delta=DELTA,
                            clip_norm=CLIP)
@@ -310,7 +315,8 @@ def test_fused_learning_step_matches_numpy_reference(xla):
     agent.target.set_weights(online0[:2] + [online0[2][:, ::-1].copy(), online0[3][::-1].copy()])
     target0 = [np.asarray(w) for w in agent.target.get_weights()]
     buffer = PrioritizedReplayBuffer(CAPACITY, OBS, alpha=ALPHA, eps=EPS, seed=0)
-    fused = make_store_and_learn(agent, buffer, shaped_reward, BATCH, jit_compile=xla)
+    fused = make_store_and_learn(agent, buffer, shaped_reward, BATCH, jit_compile=xla,
+                                 n_step=n_step, num_envs=1)
     layout = ChunkLayout(OBS)
     rng = np.random.default_rng(7)
 
@@ -330,18 +336,27 @@ def test_fused_learning_step_matches_numpy_reference(xla):
     added[1, layout.valid] = 0.0
     stats = fused(tf.constant(added), tf.constant(1), tf.constant(BETA))
 
-    rows = np.concatenate([stored, added])[SAMPLED].astype(np.float64)
+    every = np.concatenate([stored, added]).astype(np.float64)
+    rows = every[SAMPLED]
     obs, next_obs = rows[:, layout.obs], rows[:, layout.next_obs]
     action = rows[:, layout.action].astype(int)
     done = rows[:, layout.terminated]
     reward = shaped_reward(tf.constant(next_obs, tf.float32), tf.constant(done > 0.5)).numpy()
+    discount = np.full(len(SAMPLED), GAMMA)
+    if n_step == 2:
+        two = [0, 1]  # the rows of slot 1; slot 2 follows it
+        nxt = every[2]
+        r2 = shaped_reward(tf.constant(nxt[None, layout.next_obs], tf.float32),
+                           tf.constant([nxt[layout.terminated] > 0.5])).numpy()[0]
+        reward[two] = reward[two] + GAMMA * r2
+        next_obs[two], done[two], discount[two] = nxt[layout.next_obs], nxt[layout.terminated], GAMMA ** 2
     leaves[10] = 1.0
     prob = leaves[SAMPLED] / leaves.sum()
     n_filled = 12
     is_weights = (n_filled * prob) ** -BETA
     is_weights /= is_weights.max()
     abs_td, loss, mean_q, grads = reference_step(online0, target0, obs, action, reward,
-                                                 next_obs, done, is_weights)
+                                                 next_obs, done, is_weights, discount)
     # Guards: the weights differ, every row reaches the hidden layer (so its weight shows in
     # every layer's gradient), the TD errors fall in both Huber regimes, and the bootstrapped
     # rows' two Q-values differ (else Double and vanilla DQN would agree on them).
