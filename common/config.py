@@ -90,14 +90,14 @@ class TrainConfig:
         "unchanged, the other action's is pushed down, so the gap between them widens and "
         "small errors in Q flip fewer greedy actions. 0 = plain Double DQN. Before the solve "
         "nothing changes (docs/performance.md, Staying solved)."))
-    anchor_solved: float = field(default=1.0, metadata=_opt(
+    anchor_solved: float = field(default=1.5, metadata=_opt(
         "Once the task is solved (with --keep-training), add to the loss this weight times the "
         "batch mean of sum_a (A(s, a) - A*(s, a))^2, where A = Q - mean_a Q is the learner's "
         "advantage and A* that of the delivered model (best.keras: the certified snapshot, or "
         "a challenger that replaced it). It keeps the learner's action preferences near the "
         "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
         "Before the solve nothing changes (docs/performance.md, Staying solved)."))
-    n_step: int = field(default=1, metadata=_opt(
+    n_step: int = field(default=3, metadata=_opt(
         "Multi-step returns: each target sums the rewards of up to this many steps of the same "
         "episode, discounted, before bootstrapping (1 = plain one-step Double DQN; Rainbow "
         "uses 3). Computed from the replay ring when a batch is drawn, so the buffer's "
@@ -236,9 +236,6 @@ class TrainConfig:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
         if not 1 <= self.n_step <= 16:
             raise ConfigError(f"--n-step must be in [1, 16], got {self.n_step}")
-        if self.n_step * self.num_envs > self.buffer_size // 2:
-            raise ConfigError(f"--n-step x --num-envs must be at most half of --buffer-size, got "
-                              f"{self.n_step} x {self.num_envs} against {self.buffer_size}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
         if not 0 <= self.anchor_solved <= 1e6:
@@ -306,6 +303,9 @@ class TrainConfig:
         if self.buffer_size < chunk:
             raise ConfigError(f"--buffer-size ({self.buffer_size}) must hold at least one chunk "
                               f"(--train-every x --num-envs = {chunk} transitions)")
+        if self.n_step * self.num_envs > self.buffer_size // 2:
+            raise ConfigError(f"--n-step x --num-envs must be at most half of --buffer-size, got "
+                              f"{self.n_step} x {self.num_envs} against {self.buffer_size}")
         need, have = memory_needed(self), available_memory()
         if have is not None and need > have:
             raise ConfigError(f"--hidden {','.join(map(str, self.hidden))} with --batch-size "
