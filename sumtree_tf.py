@@ -353,6 +353,19 @@ class PrioritizedReplayBuffer(tf.Module):
             weights=weights,
         )
 
+    def end_episodes(self, num_envs: int) -> None:
+        """Add one vector step of autoreset rows (valid=False: priority 0, never sampled).
+
+        For a resumed run: the episodes in flight at the checkpoint were not saved and fresh
+        ones start in the same env slots, so without this row an n-step return (`n_step`)
+        would run from an old episode's last step into a new episode's first. The old
+        episodes then end as if truncated, bootstrapping from their last observation.
+        """
+        zeros = tf.zeros([num_envs], tf.float32)
+        obs = tf.zeros([num_envs, self.obs_size], tf.float32)
+        self.add(obs, tf.zeros([num_envs], tf.int32), zeros, obs, zeros,
+                 tf.zeros([num_envs], tf.bool))
+
     def n_step(self, batch: ReplayBatch, n: int, stride: int, gamma: float) -> ReplayBatch:
         """The n-step version of `batch`: the reward summed over up to `n` steps of the same
         episode, discounted, and the observation and termination flag after the last of them.

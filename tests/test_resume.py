@@ -106,12 +106,15 @@ def test_resume_a_solved_run_to_keep_training(tmp_path):
 def test_anchor_holds_the_delivered_model_at_the_solve_and_after_a_resume(tmp_path, monkeypatch):
     """--anchor-solved pulls the learner towards best.keras: the agent's anchor gets exactly
     best.keras's weights when the solve writes it, and again when a resumed run reads it back
-    (the anchor is not in the checkpoint)."""
+    (the anchor is not in the checkpoint). The resume also ends the episodes that were in
+    flight in the replay ring (once, one row per env), and a fresh run does not."""
     import numpy as np
 
     import cartpole
     from agent import DoubleDQNAgent
     from acting.evaluation import load_saved_network
+    from sumtree_tf import PrioritizedReplayBuffer
+    end_episodes = PrioritizedReplayBuffer.end_episodes
     calls: list[list] = []
     set_anchor = DoubleDQNAgent.set_anchor
 
@@ -119,6 +122,9 @@ def test_anchor_holds_the_delivered_model_at_the_solve_and_after_a_resume(tmp_pa
         calls.append([np.array(w) for w in weights])
         set_anchor(self, weights)
     monkeypatch.setattr(DoubleDQNAgent, "set_anchor", recording)
+    ended: list[int] = []
+    monkeypatch.setattr(PrioritizedReplayBuffer, "end_episodes",
+                        lambda self, n: ended.append(n) or end_episodes(self, n))
     run_dir = tmp_path / "anchored"
     flags = ["--quiet", "--no-profile"]
     assert cartpole.main(["--log-dir", str(run_dir), "--seed", "3", "--anchor-solved", "1",
@@ -129,7 +135,8 @@ def test_anchor_holds_the_delivered_model_at_the_solve_and_after_a_resume(tmp_pa
     def is_best(weights):
         return len(weights) == len(best_weights) and all(
             np.array_equal(a, b) for a, b in zip(weights, best_weights))
-    assert len(calls) == 1 and is_best(calls[0])
+    assert len(calls) == 1 and is_best(calls[0]) and ended == []
     calls.clear()
     assert cartpole.main(["--resume", str(run_dir), "--keep-training", "8192", *flags]) == 0
     assert calls and is_best(calls[0])
+    assert ended == [64], "a resume must end the old episodes in the ring (n-step returns)"

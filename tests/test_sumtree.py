@@ -539,3 +539,27 @@ def test_n_step_returns_follow_each_env_until_its_episode_ends(mode, seed, mark_
         assert got.discount.numpy()[row] == pytest.approx(disc, rel=1e-6), (t, e)
         assert tuple(got.next_obs.numpy()[row]) == (last, e), (t, e)
         assert got.done.numpy()[row] == float(done), (t, e)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_end_episodes_stops_n_step_returns_at_a_resume(mode):
+    """Rows written before `end_episodes` never sum into rows written after it (a resumed run
+    starts new episodes in the same env slots); the marker rows are never sampled."""
+    envs = 2
+    buf = PrioritizedReplayBuffer(16, obs_size=2, seed=0)
+
+    def step(t):
+        next_obs = np.stack([np.full(envs, t), np.arange(envs)], 1).astype(np.float32)
+        buf.add(np.zeros((envs, 2), np.float32), np.zeros(envs, np.int32),
+                np.ones(envs, np.float32), next_obs, np.zeros(envs, np.float32))
+    step(0)
+    buf.end_episodes(envs)
+    step(1)
+    assert list(buf.tree.get(tf.range(6)).numpy()) == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+
+    def draw(indices):
+        b = buf._batch(indices, tf.ones(tf.shape(indices), tf.float32))
+        return buf.n_step(b, 3, envs, 0.5)
+    got = compiled(draw, mode)(tf.constant([0, 1], tf.int32))
+    np.testing.assert_array_equal(got.reward.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(got.next_obs.numpy()[:, 0], [0.0, 0.0])

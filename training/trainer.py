@@ -296,6 +296,7 @@ class Trainer:
         self.act_rng.bit_generator.state = prog.act_rng_state
         self.qnet.set_weights(self.agent.numpy_weights())
         prog.resumed_from_env_steps = prog.env_steps
+        self.buffer.end_episodes(self.cfg.num_envs)  # the episodes in flight were not saved
         if prog.solved and self.cfg.anchor_solved > 0:
             self.agent.set_anchor([w for layer in self.champion().layers for w in layer])
         return prog
