@@ -224,13 +224,16 @@ class DoubleDQNAgent(tf.Module):
 
 
 def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool,
-                 n_step: int = 1, stride: int = 1, gamma: float = 0.0):
+                 n_step: int = 1, stride: int = 1, gamma: float | None = None):
     """The replay draw of one learning step, as graph code: `sample(beta, solved)`.
 
     Prioritized always, or with `uniform_solved` uniform once `solved` is true; with
     `n_step` > 1 the batch carries n-step returns (`buffer.n_step`, `stride` = envs). Which
     graph is built is decided here, at trace time, so the default graph is untouched.
     """
+    if n_step > 1 and gamma is None:
+        raise ValueError("n-step returns need the discount gamma")
+
     def draw(beta, solved):
         if not uniform_solved:
             return buffer.sample(batch_size, beta)
