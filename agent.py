@@ -224,14 +224,18 @@ class DoubleDQNAgent(tf.Module):
 
 
 def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solved: bool,
-                 n_step: int = 1, stride: int = 1, gamma: float | None = None):
+                 n_step: int = 1, stride: int = 1, gamma: float | None = None,
+                 n_step_solved: int | None = None):
     """The replay draw of one learning step, as graph code: `sample(beta, solved)`.
 
     Prioritized always, or with `uniform_solved` uniform once `solved` is true; with
-    `n_step` > 1 the batch carries n-step returns (`buffer.n_step`, `stride` = envs). Which
-    graph is built is decided here, at trace time, so the default graph is untouched.
+    `n_step` > 1 the batch carries n-step returns (`buffer.n_step`, `stride` = envs), over at
+    most `n_step_solved` steps once `solved` is true (None: `n_step` throughout). Which graph
+    is built is decided here, at trace time, so the one-step graph is untouched.
     """
-    if n_step > 1 and gamma is None:
+    n_solved = n_step if n_step_solved is None else n_step_solved
+    n_max = max(n_step, n_solved)
+    if n_max > 1 and gamma is None:
         raise ValueError("n-step returns need the discount gamma")
 
     def draw(beta, solved):
@@ -242,7 +246,10 @@ def make_sampler(buffer: PrioritizedReplayBuffer, batch_size: int, uniform_solve
 
     def sample(beta, solved):
         b = draw(beta, solved)
-        return b if n_step == 1 else buffer.n_step(b, n_step, stride, gamma)
+        if n_max == 1:
+            return b
+        limit = None if n_solved == n_step else tf.where(solved, n_solved, n_step)
+        return buffer.n_step(b, n_max, stride, gamma, limit)
     return sample
 
 
@@ -268,7 +275,8 @@ def _failure_batch(failures: FailureReservoir | None, failure_rows: int, layout:
 def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
                          reward_fn: RewardFn, batch_size: int, jit_compile: bool,
                          failures: FailureReservoir | None = None, failure_rows: int = 0,
-                         uniform_solved: bool = False, n_step: int = 1, num_envs: int = 1):
+                         uniform_solved: bool = False, n_step: int = 1, num_envs: int = 1,
+                         n_step_solved: int | None = None):
     """Build the single per-call `tf.function`: store a packed chunk, then learn `n_learn` steps.
 
     Signature is fixed ([None, width] float32 chunk, scalar int32 and float32) so it traces once
@@ -279,7 +287,8 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
     0 until the run has solved, 1 after) and no priority update. That same argument is the
     "solved" flag: with `uniform_solved`, once it is 1 the batches are drawn uniformly from the
     replay (importance weights 1) and priorities are no longer updated. With `n_step` > 1 the
-    targets use n-step returns; the chunk's rows are vector steps of `num_envs` envs, in order.
+    targets use n-step returns (`n_step_solved` steps once solved, see `make_sampler`); the
+    chunk's rows are vector steps of `num_envs` envs, in order.
     """
     layout = ChunkLayout(agent.obs_size)
     use_failures = failures is not None and failure_rows > 0
@@ -302,7 +311,8 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
             failures.add(chunk, valid & (terminated > 0.5))
 
         solved = failure_weight > 0.5
-        sample = make_sampler(buffer, batch_size, uniform_solved, n_step, num_envs, agent.gamma)
+        sample = make_sampler(buffer, batch_size, uniform_solved, n_step, num_envs, agent.gamma,
+                              n_step_solved)
 
         def update_priorities(indices, td_abs):
             if not uniform_solved:

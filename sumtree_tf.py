@@ -366,9 +366,12 @@ class PrioritizedReplayBuffer(tf.Module):
         self.add(obs, tf.zeros([num_envs], tf.int32), zeros, obs, zeros,
                  tf.zeros([num_envs], tf.bool))
 
-    def n_step(self, batch: ReplayBatch, n: int, stride: int, gamma: float) -> ReplayBatch:
+    def n_step(self, batch: ReplayBatch, n: int, stride: int, gamma: float,
+               limit: tf.Tensor | None = None) -> ReplayBatch:
         """The n-step version of `batch`: the reward summed over up to `n` steps of the same
         episode, discounted, and the observation and termination flag after the last of them.
+        `limit` (a scalar int tensor, at most `n`) lowers the bound at run time without another
+        graph: the trainer's bound changes once the run has solved.
 
         The ring is filled a whole vector step at a time, so the next step of the env that
         wrote slot i sits at slot i + `stride` (the number of envs). A step is followed only
@@ -384,6 +387,8 @@ class PrioritizedReplayBuffer(tf.Module):
         for k in range(1, n):
             nxt = tf.math.floormod(batch.indices + k * stride, self.capacity)
             going &= (ahead >= k * stride) & (self.tree.get(nxt) > 0.0)
+            if limit is not None:
+                going &= k < limit
             reward = tf.where(going, reward + discount * tf.gather(self.reward, nxt), reward)
             discount = tf.where(going, discount * gamma, discount)
             last = tf.where(going, nxt, last)

@@ -102,6 +102,10 @@ class TrainConfig:
         "episode, discounted, before bootstrapping (1 = plain one-step Double DQN; Rainbow "
         "uses 3). Computed from the replay ring when a batch is drawn, so the buffer's "
         "contents and checkpoints are the same for every value."))
+    n_step_solved: int = field(default=2, metadata=_opt(
+        "The --n-step bound once the task is solved (with --keep-training); set it to --n-step "
+        "for one bound throughout. Shorter sums lean less on rewards the learner's own policy "
+        "no longer earns (docs/performance.md, Staying solved)."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -236,6 +240,8 @@ class TrainConfig:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
         if not 1 <= self.n_step <= 16:
             raise ConfigError(f"--n-step must be in [1, 16], got {self.n_step}")
+        if not 1 <= self.n_step_solved <= 16:
+            raise ConfigError(f"--n-step-solved must be in [1, 16], got {self.n_step_solved}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
         if not 0 <= self.anchor_solved <= 1e6:
@@ -303,9 +309,10 @@ class TrainConfig:
         if self.buffer_size < chunk:
             raise ConfigError(f"--buffer-size ({self.buffer_size}) must hold at least one chunk "
                               f"(--train-every x --num-envs = {chunk} transitions)")
-        if self.n_step * self.num_envs > self.buffer_size // 2:
-            raise ConfigError(f"--n-step x --num-envs must be at most half of --buffer-size, got "
-                              f"{self.n_step} x {self.num_envs} against {self.buffer_size}")
+        for flag, n in (("--n-step", self.n_step), ("--n-step-solved", self.n_step_solved)):
+            if n * self.num_envs > self.buffer_size // 2:
+                raise ConfigError(f"{flag} x --num-envs must be at most half of --buffer-size, "
+                                  f"got {n} x {self.num_envs} against {self.buffer_size}")
         need, have = memory_needed(self), available_memory()
         if have is not None and need > have:
             raise ConfigError(f"--hidden {','.join(map(str, self.hidden))} with --batch-size "

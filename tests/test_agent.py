@@ -250,6 +250,29 @@ def test_uniform_solved_sampler_switches_to_uniform_at_the_solve():
     assert len(idx) == 128 and np.all(w == 1.0)
 
 
+def test_n_step_solved_shortens_the_sampled_returns_once_solved():
+    """One env, a long episode of rewards 1, 2, 4, ...: with --n-step 3 --n-step-solved 2 the
+    same drawn slot sums three rewards before the solve and two after (discount gamma^3 and
+    gamma^2); with both at 3 the flag changes nothing."""
+    buffer = PrioritizedReplayBuffer(64, 4, seed=3)
+    reward = 2.0 ** tf.range(64, dtype=tf.float32)
+    obs = tf.tile(tf.range(64, dtype=tf.float32)[:, None], [1, 4])
+    buffer.add(obs, tf.zeros(64, tf.int32), reward, obs, tf.zeros(64))
+    gamma = 0.5
+    for n_solved, want in ((2, {False: 3, True: 2}), (3, {False: 3, True: 3})):
+        sample = tf.function(make_sampler(buffer, 32, False, 3, 1, gamma, n_solved),
+                             jit_compile=True)
+        for solved in (False, True):
+            b = sample(tf.constant(1.0), tf.constant(solved))
+            i = b.indices.numpy()
+            k = np.minimum(want[solved], 64 - i)  # the newest rows have fewer steps after them
+            expect = np.array([sum(gamma ** j * 2.0 ** (s + j) for j in range(m))
+                               for s, m in zip(i, k)])
+            np.testing.assert_allclose(b.reward.numpy(), expect, rtol=1e-6)
+            np.testing.assert_allclose(b.discount.numpy(), gamma ** k, rtol=1e-6)
+            np.testing.assert_array_equal(b.next_obs.numpy()[:, 0], i + k - 1)
+
+
 def random_batch(n: int, seed: int) -> tuple[np.ndarray, ...]:
     """(obs, action, reward, next_obs, done) of n random transitions, none terminal."""
     rng = np.random.default_rng(seed)

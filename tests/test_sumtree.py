@@ -507,11 +507,14 @@ def _n_step_reference(rewards, terminated, valid, t, e, n, gamma):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("mark_invalid", [True, False])
-def test_n_step_returns_follow_each_env_until_its_episode_ends(mode, seed, mark_invalid):
+@pytest.mark.parametrize("limit", [None, 1, 2], ids=["n3", "limit1-of-5", "limit2-of-5"])
+def test_n_step_returns_follow_each_env_until_its_episode_ends(mode, seed, mark_invalid, limit):
     """Two envs, episodes that terminate, are truncated (next step invalid, no termination) or
     run past the newest row; the ring wraps, so old rows are overwritten. Without the valid
-    flags (every row sampleable) a termination alone must still end the sum."""
-    envs, steps, n, gamma = 2, 11, 3, 0.9
+    flags (every row sampleable) a termination alone must still end the sum. A run-time
+    `limit` below the traced bound (5) sums exactly as that many steps would."""
+    envs, steps, gamma = 2, 11, 0.9
+    n = 3 if limit is None else limit
     rng = np.random.default_rng(seed)
     rewards = rng.uniform(0.1, 1.0, (steps, envs)).astype(np.float32)
     terminated = rng.random((steps, envs)) < 0.2
@@ -530,7 +533,9 @@ def test_n_step_returns_follow_each_env_until_its_episode_ends(mode, seed, mark_
 
     def draw(indices):
         b = buf._batch(indices, tf.ones(tf.shape(indices), tf.float32))
-        return buf.n_step(b, n, envs, gamma)
+        if limit is None:
+            return buf.n_step(b, n, envs, gamma)
+        return buf.n_step(b, 5, envs, gamma, tf.constant(limit))
 
     got = compiled(draw, mode)(tf.constant(slots))
     for row, (t, e) in enumerate(held):

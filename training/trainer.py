@@ -282,7 +282,8 @@ class Trainer:
             self.store_and_learn = make_store_and_learn(
                 self.agent, self.buffer, get_reward_fn(cfg.reward), cfg.batch_size,
                 jit_compile=self.xla, failures=failures, failure_rows=cfg.failure_rows,
-                uniform_solved=cfg.uniform_solved, n_step=cfg.n_step, num_envs=cfg.num_envs)
+                uniform_solved=cfg.uniform_solved, n_step=cfg.n_step, num_envs=cfg.num_envs,
+                n_step_solved=cfg.n_step_solved)
         kept = {"failures": failures} if failures is not None else {}
         self.checkpointer = Checkpointer(self.run_dir.path, {
             **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})
