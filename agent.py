@@ -76,12 +76,13 @@ class DoubleDQNAgent(tf.Module):
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False, reward_max: float | None = 1.0,
                  layer_norm: bool = False, weight_decay: float = 0.0, gap_solved: float = 0.0,
-                 anchor_solved: float = 0.0):
+                 anchor_solved: float = 0.0, margin_solved: float = 0.0):
         super().__init__(name="double_dqn")
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
         self.mixed_precision, self.hidden, self.layer_norm = mixed_precision, tuple(hidden), layer_norm
         self.gap_solved, self.anchor_solved = gap_solved, anchor_solved
+        self.margin_solved = margin_solved
         # Rewards lie in [0, reward_max], so no true Q-value exceeds reward_max / (1 - gamma)
         # (500 for CartPole at gamma .998). Capping the target there stops the runaway
         # bootstrapping seen after solving (mean Q past 10^5, the policy collapsing); below the
@@ -91,10 +92,11 @@ class DoubleDQNAgent(tf.Module):
         self.online = build_q_network(obs_size, num_actions, hidden, policy, "online", layer_norm)
         self.target = build_q_network(obs_size, num_actions, hidden, policy, "target", layer_norm)
         self.target.set_weights(self.online.get_weights())
-        # The delivered model's network, for --anchor-solved: the trainer sets its weights when
-        # best.keras is written (the solve, a promotion) or read back (a resume).
+        # The delivered model's network, for --anchor-solved and --margin-solved: the trainer
+        # sets its weights when best.keras is written (the solve, a promotion) or read back (a
+        # resume).
         self.anchor = (build_q_network(obs_size, num_actions, hidden, policy, "anchor", layer_norm)
-                       if anchor_solved > 0 else None)
+                       if anchor_solved > 0 or margin_solved > 0 else None)
         # A plain float: the trainer sets the value before each call from its own schedule
         # (linear decay, then a lower floor once solved), which a Keras schedule keyed only on
         # the step count could not express.
@@ -128,15 +130,30 @@ class DoubleDQNAgent(tf.Module):
         return tf.cond(solved, gap, lambda: tf.zeros(tf.shape(action), tf.float32))
 
     def anchor_term(self, obs: tf.Tensor, q_all: tf.Tensor, solved: tf.Tensor) -> tf.Tensor:
-        """The penalty keeping the learner's advantages near the delivered model's, once solved:
-        anchor_solved * mean over rows of sum_a (A(s, a) - A*(s, a))^2, A = Q - mean_a Q.
-        Advantages, not Q: the value level keeps learning; only the preferences are held."""
+        """The penalties keeping the learner near the delivered model, once solved (else 0):
+        anchor_solved * mean over rows of sum_a (A(s, a) - A*(s, a))^2, A = Q - mean_a Q
+        (advantages, not Q: the value level keeps learning; only the preferences are held),
+        plus the large-margin term `margin_term` when margin_solved > 0."""
         def penalty():
             ref = tf.stop_gradient(self.anchor(obs))
-            diff = ((q_all - tf.reduce_mean(q_all, axis=1, keepdims=True))
-                    - (ref - tf.reduce_mean(ref, axis=1, keepdims=True)))
-            return self.anchor_solved * tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=1))
+            total = tf.constant(0.0)
+            if self.anchor_solved > 0:
+                diff = ((q_all - tf.reduce_mean(q_all, axis=1, keepdims=True))
+                        - (ref - tf.reduce_mean(ref, axis=1, keepdims=True)))
+                total += self.anchor_solved * tf.reduce_mean(tf.reduce_sum(tf.square(diff), 1))
+            if self.margin_solved > 0:
+                total += self.margin_term(q_all, tf.argmax(ref, axis=1, output_type=tf.int32))
+            return total
         return tf.cond(solved, penalty, lambda: tf.constant(0.0))
+
+    def margin_term(self, q_all: tf.Tensor, expert: tf.Tensor) -> tf.Tensor:
+        """DQfD's large-margin loss (Hester et al. 2018) with the delivered model as the expert:
+        mean over rows of max_a [Q(s, a) + m * (a != a*)] - Q(s, a*), m = margin_solved. Zero
+        where the learner already prefers a* by at least m; it acts on the greedy choice itself,
+        which the squared-advantage anchor only reaches through small gaps."""
+        other = 1.0 - tf.one_hot(expert, self.num_actions, dtype=q_all.dtype)
+        best = tf.reduce_max(q_all + self.margin_solved * other, axis=1)
+        return tf.reduce_mean(best - tf.gather(q_all, expert, axis=1, batch_dims=1))
 
     def set_anchor(self, weights: list[np.ndarray]) -> None:
         """The delivered model's weights (Keras order), for --anchor-solved; else a no-op."""

@@ -97,6 +97,11 @@ class TrainConfig:
         "a challenger that replaced it). It keeps the learner's action preferences near the "
         "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
         "Before the solve nothing changes (docs/performance.md, Staying solved)."))
+    margin_solved: float = field(default=0.0, metadata=_opt(
+        "Once the task is solved (with --keep-training), add DQfD's large-margin loss with the "
+        "delivered model (best.keras) as the expert: the batch mean of max_a [Q(s, a) + M (a != "
+        "a*)] - Q(s, a*), a* the delivered model's greedy action, M this margin. 0 = off. "
+        "Before the solve nothing changes (docs/performance.md, Staying solved)."))
     n_step: int = field(default=3, metadata=_opt(
         "Multi-step returns: each target sums the rewards of up to this many steps of the same "
         "episode, discounted, before bootstrapping (1 = plain one-step Double DQN; Rainbow "
@@ -244,6 +249,8 @@ class TrainConfig:
             raise ConfigError(f"--n-step-solved must be in [1, 16], got {self.n_step_solved}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
+        if not 0 <= self.margin_solved <= 1e6:
+            raise ConfigError(f"--margin-solved must be in [0, 1e6], got {self.margin_solved}")
         if not 0 <= self.anchor_solved <= 1e6:
             raise ConfigError(f"--anchor-solved must be in [0, 1e6], got {self.anchor_solved}")
         if not 0 <= self.weight_decay < 1:

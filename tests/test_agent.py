@@ -341,3 +341,29 @@ def test_anchor_solved_penalises_advantage_drift_from_the_delivered_model_once_s
     for _ in range(20):
         heavy.train_step(*args, solved=tf.constant(True))
     assert far(heavy) < 0.5 * start
+
+
+def test_margin_solved_pushes_the_learner_to_the_delivered_models_greedy_actions():
+    """--margin-solved M (DQfD's large-margin loss, the delivered model as the expert): mean over
+    rows of max_a [Q(s, a) + M (a != a*)] - Q(s, a*); zero where the learner prefers a* by at
+    least M. Before the solve the step is the plain one; after it the learner comes to agree
+    with the expert's greedy actions."""
+    agent = small_agent(margin_solved=1.0)
+    q = tf.constant([[5.0, 4.5], [3.0, 6.0], [9.0, 2.0]])
+    got = agent.margin_term(q, tf.constant([0, 0, 0])).numpy()
+    assert got == pytest.approx((0.5 + 4.0 + 0.0) / 3)
+    obs, action, reward, next_obs, done = random_batch(64, seed=4)
+    # The expert: the learner itself with its two outputs swapped, so it disagrees everywhere.
+    expert_w = [w.copy() for w in agent.online.get_weights()]
+    expert_w[-2], expert_w[-1] = expert_w[-2][:, ::-1].copy(), expert_w[-1][::-1].copy()
+    agent.set_anchor(expert_w)
+    expert = agent.anchor(obs).numpy().argmax(axis=1)
+    args = [tf.constant(a) for a in (obs, action, reward, next_obs, done, np.ones(64, np.float32))]
+    plain = small_agent()
+    before = agent.train_step(*args, solved=tf.constant(False))[0].numpy()
+    np.testing.assert_array_equal(before, plain.train_step(*args)[0].numpy())
+    agree = lambda a: np.mean(a.online(obs).numpy().argmax(axis=1) == expert)  # noqa: E731
+    assert agree(agent) == 0.0
+    for _ in range(50):
+        agent.train_step(*args, solved=tf.constant(True))
+    assert agree(agent) > 0.95

@@ -276,7 +276,8 @@ class Trainer:
                 self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
                 tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
                 mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay,
-                gap_solved=cfg.gap_solved, anchor_solved=cfg.anchor_solved)
+                gap_solved=cfg.gap_solved, anchor_solved=cfg.anchor_solved,
+                margin_solved=cfg.margin_solved)
             failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
                                          seed=cfg.seed + 2) if cfg.failure_rows else None)
             self.store_and_learn = make_store_and_learn(
@@ -298,7 +299,7 @@ class Trainer:
         self.qnet.set_weights(self.agent.numpy_weights())
         prog.resumed_from_env_steps = prog.env_steps
         self.buffer.end_episodes(self.cfg.num_envs)  # the episodes in flight were not saved
-        if prog.solved and self.cfg.anchor_solved > 0:
+        if prog.solved and self.agent.anchor is not None:
             self.agent.set_anchor([w for layer in self.champion().layers for w in layer])
         return prog
 
