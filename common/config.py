@@ -185,8 +185,12 @@ class TrainConfig:
     certify_episodes: int = field(default=1000, metadata=_opt(
         "Never-seen episodes the snapshot that completes the solve rounds must all play to 500 "
         "before the run counts as solved (a failure resets the streak; 0: the plain rule). "
-        "After the solve, a later snapshot replaces model/best.keras only by passing such a "
-        "certificate and beating the certified model on the same episodes."))
+        "After the solve, a later snapshot may replace model/best.keras (--challenge-episodes)."))
+    challenge_episodes: int = field(default=10000, metadata=_opt(
+        "After the solve (with --keep-training), a snapshot that completes a new streak and "
+        "passes a certificate replaces model/best.keras only if it also plays this many further "
+        "never-seen episodes all to 500 while the model in best.keras fails at least one of "
+        "them. 0: best.keras is never replaced."))
     confirm_episodes: int = field(default=100, metadata=_opt(
         "Fresh episodes played with the saved model/best.keras at the end, reported (the "
         "certificate is the judged test)."))
@@ -263,13 +267,15 @@ class TrainConfig:
             in_range(name, 0.0, 1.0)
         if self.eps_solved is not None and not 0 <= self.eps_solved <= 1:
             raise ConfigError(f"--eps-solved must be in [0, 1], got {self.eps_solved}")
-        for name in ("certify_episodes", "confirm_episodes", "keep_training", "learning_starts", "threads"):
+        for name in ("certify_episodes", "challenge_episodes", "confirm_episodes", "keep_training",
+                     "learning_starts", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         # Sensible ceilings: beyond these a run would spend its life evaluating or run out of memory.
-        if self.eval_episodes > 10_000 or max(self.confirm_episodes, self.certify_episodes) > 100_000:
-            raise ConfigError("--eval-episodes is limited to 10000, --certify-episodes and "
-                              "--confirm-episodes to 100000")
+        if self.eval_episodes > 10_000 or max(self.confirm_episodes, self.certify_episodes,
+                                               self.challenge_episodes) > 100_000:
+            raise ConfigError("--eval-episodes is limited to 10000, --certify-episodes, "
+                              "--challenge-episodes and --confirm-episodes to 100000")
         if self.num_envs > 65_536:
             raise ConfigError(f"--num-envs is limited to 65536, got {self.num_envs}")
         if self.buffer_size > 1 << 24:

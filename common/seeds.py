@@ -22,7 +22,8 @@ CERTIFICATES = 2   # certificates (index: the run's n-th certificate)
 CONFIRMATION = 3   # the confirmation of best.keras at the end
 EVALUATE = 4       # --evaluate PATH (its --seed is the "run seed")
 DEMO = 5           # the --graphics demo episode
-STREAMS = (TRAINING, ROUNDS, CERTIFICATES, CONFIRMATION, EVALUATE, DEMO)
+CHALLENGES = 6     # a challenger's wider test after the solve (index: the run's n-th challenge)
+STREAMS = (TRAINING, ROUNDS, CERTIFICATES, CONFIRMATION, EVALUATE, DEMO, CHALLENGES)
 
 BLOCK = 1 << 17          # seeds per use: >= every width allowed (100,000 episodes, 65,536 envs)
 INDEX_LIMIT = 1 << 48    # uses per stream and run seed

@@ -1,5 +1,6 @@
-"""Episode seeds: training, rounds, certificates, the confirmation, --evaluate and the demo
-never share a start state, by construction (common/seeds.py), checked here on every kind of use."""
+"""Episode seeds: training, rounds, certificates, challenges, the confirmation, --evaluate and
+the demo never share a start state, by construction (common/seeds.py), checked here on every
+kind of use."""
 from __future__ import annotations
 
 import itertools
@@ -24,6 +25,8 @@ def intervals(run_seed: int, uses: int) -> list[tuple[int, int, str]]:
            for k in range(uses)]
     out += [(trainer.eval_seed(run_seed, r), cfg.eval_episodes, f"round {r}") for r in range(uses)]
     out += [(seeds.episode_seed(run_seed, seeds.CERTIFICATES, c), cfg.certify_episodes, f"cert {c}")
+            for c in range(uses)]
+    out += [(trainer.challenge_seed(run_seed, c), cfg.challenge_episodes, f"challenge {c}")
             for c in range(uses)]
     out += [(seeds.episode_seed(run_seed, seeds.CONFIRMATION, 0), cfg.confirm_episodes, "confirm"),
             (seeds.episode_seed(run_seed, seeds.DEMO, 0), 1, "demo")]
@@ -56,6 +59,7 @@ def test_no_width_the_config_allows_leaves_its_block():
     or confirmation, plus the last batch's extra envs; the training env's width)."""
     assert 100_000 + trainer.CERTIFY_ENVS <= seeds.BLOCK and 65_536 <= seeds.BLOCK
     for name, too_many in (("certify_episodes", 100_001), ("confirm_episodes", 100_001),
+                           ("challenge_episodes", 100_001),
                            ("eval_episodes", 10_001), ("num_envs", 65_537)):
         with pytest.raises(ConfigError):
             TrainConfig(**{name: too_many}).validate()
