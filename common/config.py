@@ -97,7 +97,7 @@ class TrainConfig:
         "a challenger that replaced it). It keeps the learner's action preferences near the "
         "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
         "Before the solve nothing changes (docs/performance.md, Staying solved)."))
-    margin_solved: float = field(default=0.0, metadata=_opt(
+    margin_solved: float = field(default=1.0, metadata=_opt(
         "Once the task is solved (with --keep-training), add DQfD's large-margin loss with the "
         "delivered model (best.keras) as the expert: the batch mean of max_a [Q(s, a) + M (a != "
         "a*)] - Q(s, a*), a* the delivered model's greedy action, M this margin. 0 = off. "
@@ -107,10 +107,9 @@ class TrainConfig:
         "episode, discounted, before bootstrapping (1 = plain one-step Double DQN; Rainbow "
         "uses 3). Computed from the replay ring when a batch is drawn, so the buffer's "
         "contents and checkpoints are the same for every value."))
-    n_step_solved: int = field(default=2, metadata=_opt(
-        "The --n-step bound once the task is solved (with --keep-training); set it to --n-step "
-        "for one bound throughout. Shorter sums lean less on rewards the learner's own policy "
-        "no longer earns (docs/performance.md, Staying solved)."))
+    n_step_solved: int | None = field(default=None, metadata=_opt(
+        "The --n-step bound once the task is solved (with --keep-training); default: --n-step. "
+        "Chosen at run time inside the same graph (docs/performance.md, Staying solved)."))
     huber_delta: float = field(default=1.0, metadata=_opt("Huber loss threshold delta."))
     clip_norm: float = field(default=10.0, metadata=_opt("Global gradient-norm clip."))
 
@@ -249,7 +248,7 @@ class TrainConfig:
             raise ConfigError(f"--lr-solved must be in [0, --lr={self.lr}], got {self.lr_solved}")
         if not 1 <= self.n_step <= 16:
             raise ConfigError(f"--n-step must be in [1, 16], got {self.n_step}")
-        if not 1 <= self.n_step_solved <= 16:
+        if self.n_step_solved is not None and not 1 <= self.n_step_solved <= 16:
             raise ConfigError(f"--n-step-solved must be in [1, 16], got {self.n_step_solved}")
         if not 0 <= self.gap_solved < 1:
             raise ConfigError(f"--gap-solved must be in [0, 1), got {self.gap_solved}")
@@ -322,7 +321,7 @@ class TrainConfig:
         if self.buffer_size < chunk:
             raise ConfigError(f"--buffer-size ({self.buffer_size}) must hold at least one chunk "
                               f"(--train-every x --num-envs = {chunk} transitions)")
-        for flag, n in (("--n-step", self.n_step), ("--n-step-solved", self.n_step_solved)):
+        for flag, n in (("--n-step", self.n_step), ("--n-step-solved", self.n_step_solved or 0)):
             if n * self.num_envs > self.buffer_size // 2:
                 raise ConfigError(f"{flag} x --num-envs must be at most half of --buffer-size, "
                                   f"got {n} x {self.num_envs} against {self.buffer_size}")
