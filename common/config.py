@@ -97,7 +97,7 @@ class TrainConfig:
         "a challenger that replaced it). It keeps the learner's action preferences near the "
         "certified policy's on replayed states while Q itself goes on learning. 0 = off. "
         "Before the solve nothing changes (docs/performance.md, Staying solved)."))
-    margin_solved: float = field(default=0.0, metadata=_opt(
+    margin_solved: float = field(default=1.0, metadata=_opt(
         "Once the task is solved (with --keep-training), add DQfD's large-margin loss with the "
         "delivered model (best.keras) as the expert: the batch mean of max_a [Q(s, a) + M (a != "
         "a*)] - Q(s, a*), a* the delivered model's greedy action, M this margin. 0 = off. "
