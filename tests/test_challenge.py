@@ -76,8 +76,11 @@ def test_a_challenger_wins_only_by_passing_the_wider_set_where_the_champion_fail
 def test_best_keras_stays_unless_the_challenger_wins(challenger_fails, champion_fails, played,
                                                       monkeypatch):
     t, calls, exported = make(10_000, challenger_fails, champion_fails, monkeypatch)
+    t.prog.solved_at_round = 3
     t.challenge(snapshot())
     assert len(calls) == played and exported == [] and t.prog.promotions == 0
+    assert len(t.said) == 1 and t.said[0].endswith("best.keras stays" if played > 1
+                                                    else "best.keras stays (a challenger)")
 
 
 def test_no_challenge_with_challenge_episodes_0(monkeypatch):

@@ -568,8 +568,10 @@ class Trainer:
         snap.certificate, snap.certificate_seed = res, seed
         self.timer.add("certificate", time.perf_counter() - ts)
         if not res.passed:
+            after = ("best.keras stays (a challenger)" if prog.solved
+                     else "the streak starts again")
             self.say(f"certificate failed: {res.perfect}/{n} never-seen episodes at 500 with the "
-                     f"snapshot of {snap.env_steps:,} env steps; the streak starts again")
+                     f"snapshot of {snap.env_steps:,} env steps; {after}")
         return res
 
     def challenge(self, snap: Any) -> None:
@@ -598,6 +600,9 @@ class Trainer:
             champion = (evaluation.evaluate(self.champion().greedy, n, seed=seed, num_envs=wide)
                         if res.passed else None)
         if champion is None or champion.passed:
+            self.say(f"challenge by the snapshot of {snap.env_steps:,} env steps: {res.perfect}/{n} "
+                     f"further episodes at 500" + ("" if champion is None else
+                                                   ", as did best.keras") + "; best.keras stays")
             return
         self.export_best(snap)
         prog.promotions += 1
