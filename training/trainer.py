@@ -182,6 +182,12 @@ def challenge_seed(seed: int, index: int) -> int:
     return seeds.episode_seed(seed, seeds.CHALLENGES, index)
 
 
+def play_all(act: Any, episodes: int, seed: int) -> Any:
+    """A certificate's or a challenge's episodes from `seed` on, CERTIFY_ENVS at a time."""
+    from acting import evaluation
+    return evaluation.evaluate(act, episodes, seed=seed, num_envs=min(episodes, CERTIFY_ENVS))
+
+
 def training_reset_seed(seed: int, env_steps: int, num_envs: int) -> int:
     """The training env's reset seed at `env_steps` (0 for a new run, a checkpoint's for a
     resumed one): each reset point its own block of the training stream."""
@@ -563,8 +569,7 @@ class Trainer:
         prog, n = self.prog, self.cfg.certify_episodes
         seed = certificate_seed(self.cfg.seed, prog.certificates)
         prog.certificates += 1
-        res = evaluation.evaluate(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed=seed,
-                                  num_envs=min(n, CERTIFY_ENVS))
+        res = play_all(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed)
         snap.certificate, snap.certificate_seed = res, seed
         self.timer.add("certificate", time.perf_counter() - ts)
         if not res.passed:
@@ -593,16 +598,13 @@ class Trainer:
         prog = self.prog
         seed = challenge_seed(self.cfg.seed, prog.challenges)
         prog.challenges += 1
-        wide = min(n, CERTIFY_ENVS)
         with self.timer.section("challenge"):
-            res = evaluation.evaluate(evaluation.NumpyQNetwork(snap.weights).greedy, n,
-                                      seed=seed, num_envs=wide)
-            champion = (evaluation.evaluate(self.champion().greedy, n, seed=seed, num_envs=wide)
-                        if res.passed else None)
+            res = play_all(evaluation.NumpyQNetwork(snap.weights).greedy, n, seed)
+            champion = play_all(self.champion().greedy, n, seed) if res.passed else None
         if champion is None or champion.passed:
+            tie = "" if champion is None else ", as did best.keras"
             self.say(f"challenge by the snapshot of {snap.env_steps:,} env steps: {res.perfect}/{n} "
-                     f"further episodes at 500" + ("" if champion is None else
-                                                   ", as did best.keras") + "; best.keras stays")
+                     f"further episodes at 500{tie}; best.keras stays")
             return
         self.export_best(snap)
         prog.promotions += 1
