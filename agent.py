@@ -66,6 +66,11 @@ class LearnStats(NamedTuple):
     mean_q: tf.Tensor      # mean Q(s, a) of the sampled batches
     weights: list          # online network weights after the call, for NumPy acting
 
+    @classmethod
+    def from_flat(cls, flat: list) -> "LearnStats":
+        """From the call's outputs in order (loss, mean Q, then the weights)."""
+        return cls(flat[0], flat[1], list(flat[2:]))
+
 
 class DoubleDQNAgent(tf.Module):
     """Online and target Q-networks, Adam with linear LR decay and global-norm clipping, and the
@@ -211,6 +216,12 @@ class DoubleDQNAgent(tf.Module):
     def set_learning_rate(self, value: float) -> None:
         """Assign the optimizer's learning-rate variable (also inside a loss-scale optimizer)."""
         self.optimizer.learning_rate.assign(value)
+
+    def graph_variables(self) -> list[tf.Variable]:
+        """Every variable the learning step reads or writes, in a fixed order."""
+        nets = [self.online, self.target] + ([self.anchor] if self.anchor is not None else [])
+        return ([v.value for net in nets for v in net.weights]
+                + [v.value for v in self.optimizer.variables] + [self.learn_steps])
 
     def checkpoint_variables(self) -> dict[str, list]:
         """Plain tf.Variables for tf.train.Checkpoint. Keras 3 models do not restore into a fresh

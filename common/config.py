@@ -153,9 +153,10 @@ class TrainConfig:
         "XLA-compile the store-and-learn function: auto (on), on, off.",
         choices=("auto", "on", "off")))
     xla_cache: bool = field(default=True, metadata=_opt(
-        "Keep compiled XLA programs in ~/.cache/cartpole/xla (or $CARTPOLE_XLA_CACHE) so later "
-        "runs of the same configuration load them instead of compiling again (the first "
-        "learning call's cost; docs/performance.md)."))
+        "Keep compiled XLA programs and the traced graph of the learning call in "
+        "~/.cache/cartpole/xla (or $CARTPOLE_XLA_CACHE) so later runs of the same configuration "
+        "load them instead of tracing and compiling again (the first learning call's cost; "
+        "docs/performance.md)."))
     threads: int = field(default=1, metadata=_opt(
         "TensorFlow intra- and inter-op threads (0: as many as TensorFlow picks). The loop is "
         "sequential and its ops are small, so a second thread mostly waits on the first, and "

@@ -165,8 +165,11 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
         return tf.where(poison, tf.fill(tf.shape(r), float("nan")), r)
 
     monkeypatch.setitem(rewards.REWARDS, "shaped", poisoned)
+    # xla_cache off: the poisoned reward is code swapped in at run time, which a graph stored
+    # by an earlier run of this configuration (training/graph_cache.py) would not contain.
     cfg = TrainConfig(log_dir=str(tmp_path / "nan"), seed=0, quiet=True, profile=False,
-                      max_env_steps=200_000, checkpoint_every=2048, eval_every=16)
+                      max_env_steps=200_000, checkpoint_every=2048, eval_every=16,
+                      xla_cache=False)
     rounds = []
 
     def on_eval(row):

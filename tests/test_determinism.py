@@ -37,11 +37,17 @@ def record(run_dir):
 
 @pytest.mark.slow
 def test_same_seed_same_run_through_the_solve(tmp_path):
-    runs = {}
+    runs, graphs = {}, {}
+    # A cache of its own: run a traces the fused call (and compiles it), b loads both from a's
+    # files (training/graph_cache.py), so "same run" also covers the stored graph.
+    cache = {"CARTPOLE_XLA_CACHE": str(tmp_path / "cache")}
     for name, seed, budget in (("a", "5", SOLVE_BUDGET), ("b", "5", SOLVE_BUDGET), ("c", "6", SHORT)):
-        proc = run_cli("--log-dir", str(tmp_path / name), "--seed", seed, *budget, *QUIET, timeout=900)
+        proc = run_cli("--log-dir", str(tmp_path / name), "--seed", seed, *budget, *QUIET,
+                       timeout=900, env=cache)
         assert proc.returncode in (0, 3), proc.stderr[-2000:]
         runs[name] = record(tmp_path / name)
+        graphs[name] = json.loads((tmp_path / name / "summary.json").read_text())["store_and_learn_graph"]
+    assert graphs == {"a": "traced", "b": "loaded", "c": "loaded"}
     metrics_a, evals_a, solve_a = runs["a"]
     assert solve_a["solved"], "seed 5 did not solve within the budget: nothing past the solve compared"
     # The solve and its certificate are in what is compared: the certified round and its row.

@@ -74,7 +74,9 @@ def test_default_config_solves(solved_run):
     assert summary["post_solve_rounds"] == 0 and summary["post_solve_pass_fraction"] is None
     assert summary["best_model_env_steps"] == summary["solve_env_steps"]
     assert summary["promotions"] == 0
-    assert summary["store_and_learn_traces"] == 1, "the fused function must trace exactly once"
+    # Traced once, or not at all when an earlier run of this configuration left its graph.
+    traces = {"traced": 1, "plain": 1, "loaded": 0}[summary["store_and_learn_graph"]]
+    assert summary["store_and_learn_traces"] == traces, "the fused function must trace at most once"
 
 
 def test_best_model_replays_its_certificate_in_plain_keras(solved_run):

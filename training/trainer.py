@@ -264,7 +264,8 @@ class Trainer:
         import keras
 
         from acting import evaluation
-        from agent import DoubleDQNAgent, make_store_and_learn
+        from agent import DoubleDQNAgent, LearnStats, make_store_and_learn
+        from training.graph_cache import CachedCall, graph_cache_dir
         from training.checkpoints import Checkpointer
         from acting.diagnostics import DoomedStates
         from failure_replay import FailureReservoir
@@ -281,22 +282,34 @@ class Trainer:
         self.xla = cfg.xla != "off"
         self.env = TFWrappedVecEnv(num_envs=cfg.num_envs,
                                    seed=training_reset_seed(cfg.seed, 0, cfg.num_envs))
+        obs_size, num_actions = self.env.observation_size, self.env.num_actions
+        # Everything that shapes the fused call's graph (the seeds do not: see graph_cache.py).
+        agent_args = dict(hidden=cfg.hidden, gamma=cfg.gamma, tau=cfg.tau, lr=cfg.lr,
+                          huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
+                          mixed_precision=self.mixed, layer_norm=cfg.layer_norm,
+                          weight_decay=cfg.weight_decay, gap_solved=cfg.gap_solved,
+                          anchor_solved=cfg.anchor_solved, margin_solved=cfg.margin_solved)
+        learn_args = dict(jit_compile=self.xla, failure_rows=cfg.failure_rows,
+                          uniform_solved=cfg.uniform_solved, n_step=cfg.n_step,
+                          num_envs=cfg.num_envs, n_step_solved=cfg.n_step_solved)
         with tf.device(self.device):
-            self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, self.env.observation_size,
+            self.buffer = PrioritizedReplayBuffer(cfg.buffer_size, obs_size,
                                                   alpha=cfg.alpha, seed=cfg.seed + 1)
-            self.agent = DoubleDQNAgent(
-                self.env.observation_size, self.env.num_actions, cfg.hidden, gamma=cfg.gamma,
-                tau=cfg.tau, lr=cfg.lr, huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
-                mixed_precision=self.mixed, layer_norm=cfg.layer_norm, weight_decay=cfg.weight_decay,
-                gap_solved=cfg.gap_solved, anchor_solved=cfg.anchor_solved,
-                margin_solved=cfg.margin_solved)
-            failures = (FailureReservoir(cfg.failure_capacity, 2 * self.env.observation_size + 3,
+            self.agent = DoubleDQNAgent(obs_size, num_actions, **agent_args)
+            failures = (FailureReservoir(cfg.failure_capacity, 2 * obs_size + 3,
                                          seed=cfg.seed + 2) if cfg.failure_rows else None)
-            self.store_and_learn = make_store_and_learn(
-                self.agent, self.buffer, get_reward_fn(cfg.reward), cfg.batch_size,
-                jit_compile=self.xla, failures=failures, failure_rows=cfg.failure_rows,
-                uniform_solved=cfg.uniform_solved, n_step=cfg.n_step, num_envs=cfg.num_envs,
-                n_step_solved=cfg.n_step_solved)
+            traced = make_store_and_learn(self.agent, self.buffer, get_reward_fn(cfg.reward),
+                                          cfg.batch_size, failures=failures, **learn_args)
+        graph_args = {**agent_args, **learn_args, "obs_size": obs_size, "actions": num_actions,
+                      "batch_size": cfg.batch_size, "buffer_size": cfg.buffer_size,
+                      "alpha": cfg.alpha, "reward": cfg.reward, "device": self.device,
+                      "failure_capacity": cfg.failure_capacity if failures else None}
+        # tf.Module's `variables` does not reach into a tf.random.Generator: its state is added.
+        variables = [*self.agent.graph_variables(), *self.buffer.variables, self.buffer.rng.state,
+                     *((*failures.variables, failures.rng.state) if failures else ())]
+        self.graph_cache_dir = graph_cache_dir() if cfg.xla_cache else None
+        self.store_and_learn = CachedCall(traced, variables, graph_args, self.graph_cache_dir,
+                                          LearnStats.from_flat)
         kept = {"failures": failures} if failures is not None else {}
         self.checkpointer = Checkpointer(self.run_dir.path, {
             **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})

@@ -169,7 +169,10 @@ def summary(run: Any, reason: str, end_wall: float, confirm: dict[str, Any],
         "stop_reason": reason, "exit_code": EXIT_SOLVED if prog.solved else EXIT_UNSOLVED,
         "seed": run.cfg.seed, "peak_rss_mb": run.peak_rss / 2**20,
         "resumed_from_env_steps": prog.resumed_from_env_steps,
-        "store_and_learn_traces": run.store_and_learn.experimental_get_tracing_count(),
+        "store_and_learn_traces": run.store_and_learn.traces(),
+        # "loaded": the traced graph of an earlier run of this configuration was reused
+        # (graph_cache.py); "traced": traced here and kept; "plain": not cached.
+        "store_and_learn_graph": run.store_and_learn.status,
     }
 
 
