@@ -41,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from common.tf_import import KEPT_OUT_OF_TRAINER  # noqa: E402  (imports no TensorFlow)
 from experiments import multiseed  # noqa: E402
 from experiments import seeds_report  # noqa: E402
 from experiments import stats  # noqa: E402
@@ -189,8 +190,8 @@ def _print_yardsticks(probes: dict[str, list[float]], rows: list[dict], whole: l
               f"(min {min(floor):.2f}, max {max(floor):.2f})")
         if ours:
             o = stats.median(ours)
-            print(f"the same import in our venv, as the trainer does it (pandas and matplotlib "
-                  f"kept out): median {o:.2f} s over {len(ours)} "
+            print(f"the same import in our venv, as the trainer does it "
+                  f"({', '.join(KEPT_OUT_OF_TRAINER)} kept out): median {o:.2f} s over {len(ours)} "
                   f"(ratio to the floor {o / f:.2f})")
         if solved:
             print(f"ratio median time to solve / floor: {stats.median(solved) / f:.2f}")

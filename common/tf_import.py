@@ -35,11 +35,13 @@ BENIGN = re.compile(
 
 _tf = None
 
-#: Optional packages that Keras imports at `import tensorflow` only because they are installed
-#: (pandas for its array slicing; matplotlib, pyplot included, for its visualization helpers),
-#: and that the trainer process never uses (its figure is drawn by a process of its own).
-#: Blocking the package blocks its submodules too.
-KEPT_OUT_OF_TRAINER = ("pandas", "matplotlib")
+#: Optional packages that `import tensorflow` imports only because they are installed, and
+#: that the trainer process never uses: Keras's pandas (array slicing) and matplotlib, pyplot
+#: included (visualization helpers; the figure is drawn by a process of its own), and PIL
+#: (image utilities); TensorFlow's legacy Keras's scipy.sparse (sparse inputs to a v1 `fit`;
+#: the reports' statistics import scipy in their own process). Blocking a package blocks its
+#: submodules too.
+KEPT_OUT_OF_TRAINER = ("pandas", "matplotlib", "PIL", "scipy")
 
 
 def _machine_key() -> str:

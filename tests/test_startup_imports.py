@@ -1,8 +1,9 @@
 """What a training process imports: nothing it does not use.
 
 Keras, imported by TensorFlow's own `__init__`, imports pandas and matplotlib.pyplot whenever
-they are installed (about a second of start-up between them); the trainer process uses neither
-(the figure is drawn by a process of its own). The trainer imports TensorFlow with both kept out
+they are installed (about a second of start-up between them), and PIL; TensorFlow's legacy
+Keras imports scipy.sparse (~0.2 s more); the trainer process uses none of them (the figure is
+drawn by a process of its own). The trainer imports TensorFlow with all four kept out
 (tf_import.modules_kept_out); these tests hold it to that, in a real (tiny) training process.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 
-KEPT_OUT = ("pandas", "matplotlib", "matplotlib.pyplot")
+KEPT_OUT = ("pandas", "matplotlib", "matplotlib.pyplot", "PIL", "scipy", "scipy.sparse")
 
 # A tiny run through the CLI, then the modules the process holds at its end.
 PROBE = """
