@@ -17,7 +17,7 @@ every seed and one after the last), so that load from other work falls on all of
   returns; interpreter exit not counted. Whatever our own venv adds to that import (Keras
   pulling in optional packages because they are installed) is then ours to answer for.
 - the same **import in our venv**, as the trainer does it (tf_import.KEPT_OUT_OF_TRAINER kept
-  out), probed the same way, to see what our install still adds.
+  out, the garbage collector off), probed the same way, to see what our install still adds.
 - the **whole process**: from the runner starting a child to the child's exit (the shell prompt
   coming back), and how long after the solve that was (`after solve` = whole - solve).
 Ratios printed: median time to solve / median floor, and whole process - solve.
@@ -56,9 +56,11 @@ IMPORT_PROBE = (
     "t0 = time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf('SC_CLK_TCK'))\n"
     "import tensorflow\n"
     "print(time.time() - t0)\n")
-#: Our venv's probe imports TensorFlow as the trainer does: with what it keeps out kept out.
+#: Our venv's probe imports TensorFlow as the trainer does: with what it keeps out kept out,
+#: and Python's cyclic garbage collector off (training.trainer.train).
 IMPORT_PROBE_OURS = IMPORT_PROBE.replace(
     "import tensorflow\n",
+    "import gc\ngc.disable()\n"
     "from common.tf_import import KEPT_OUT_OF_TRAINER, modules_kept_out\n"
     "with modules_kept_out(KEPT_OUT_OF_TRAINER):\n    import tensorflow\n")
 FLOOR_VENV_ENV = "CARTPOLE_TF_FLOOR_VENV"
@@ -191,7 +193,7 @@ def _print_yardsticks(probes: dict[str, list[float]], rows: list[dict], whole: l
         if ours:
             o = stats.median(ours)
             print(f"the same import in our venv, as the trainer does it "
-                  f"({', '.join(KEPT_OUT_OF_TRAINER)} kept out): median {o:.2f} s over {len(ours)} "
+                  f"({', '.join(KEPT_OUT_OF_TRAINER)} kept out, no garbage collection): median {o:.2f} s over {len(ours)} "
                   f"(ratio to the floor {o / f:.2f})")
         if solved:
             print(f"ratio median time to solve / floor: {stats.median(solved) / f:.2f}")

@@ -82,3 +82,31 @@ def test_native_stderr_keeps_what_is_not_benign_even_when_the_block_raises(capfd
             raise RuntimeError("boom")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "E0000 something real went wrong\nafter\n"
+
+
+def test_the_collector_is_off_through_start_up_and_back_after_the_run(tmp_path, monkeypatch):
+    """train() turns Python's cyclic garbage collector off while TensorFlow imports and the run
+    is built, then freezes what start-up made and turns it on at the first learning call; when
+    the run ends, the frozen objects are collectable again (a later run in this process, as in
+    these tests or a sweep's worker, must not keep the earlier one's)."""
+    import gc
+
+    from common.config import TrainConfig
+    from training import trainer
+
+    seen = []
+    start_up = {}
+    real_build = trainer.Trainer._build
+
+    def build(self):
+        start_up["enabled"] = gc.isenabled()
+        real_build(self)
+
+    cfg = TrainConfig(log_dir=str(tmp_path / "run"), seed=0, quiet=True, profile=False,
+                      max_env_steps=4096, eval_every=16, xla_cache=False)
+    monkeypatch.setattr(trainer.Trainer, "_build", build)
+    assert gc.isenabled()
+    trainer.train(cfg, on_eval=lambda row: seen.append((gc.isenabled(), gc.get_freeze_count())))
+    assert start_up == {"enabled": False}
+    assert seen and all(enabled and frozen > 0 for enabled, frozen in seen), seen[:3]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
