@@ -279,13 +279,8 @@ class Trainer:
         import keras
 
         from acting import evaluation
-        from agent import DoubleDQNAgent, LearnStats, make_store_and_learn
-        from training.graph_cache import CachedCall, graph_cache_dir
         from training.checkpoints import Checkpointer
         from acting.diagnostics import DoomedStates
-        from failure_replay import FailureReservoir
-        from rewards import get_reward_fn
-        from sumtree_tf import PrioritizedReplayBuffer
         from vec_env_tf import TFWrappedVecEnv
         cfg, tf = self.cfg, self.tf
         keras.utils.set_random_seed(cfg.seed)
@@ -297,6 +292,23 @@ class Trainer:
         self.xla = cfg.xla != "off"
         self.env = TFWrappedVecEnv(num_envs=cfg.num_envs,
                                    seed=training_reset_seed(cfg.seed, 0, cfg.num_envs))
+        failures = self._build_learner()
+        kept = {"failures": failures} if failures is not None else {}
+        self.checkpointer = Checkpointer(self.run_dir.path, {
+            **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})
+        self.qnet = evaluation.NumpyQNetwork(self.agent.numpy_weights())
+        self.act_rng = np.random.default_rng([cfg.seed, 7])
+        self.doomed = DoomedStates(self.env.observation_size)
+
+    def _build_learner(self) -> Any:
+        """The replay buffer, the agent, the failure reservoir (returned; None without
+        --failure-rows) and the fused call, behind the graph cache (graph_cache.py)."""
+        from agent import DoubleDQNAgent, LearnStats, make_store_and_learn
+        from failure_replay import FailureReservoir
+        from rewards import get_reward_fn
+        from sumtree_tf import PrioritizedReplayBuffer
+        from training.graph_cache import CachedCall, graph_cache_dir
+        cfg, tf = self.cfg, self.tf
         obs_size, num_actions = self.env.observation_size, self.env.num_actions
         # Everything that shapes the fused call's graph (the seeds do not: see graph_cache.py).
         agent_args = dict(hidden=cfg.hidden, gamma=cfg.gamma, tau=cfg.tau, lr=cfg.lr,
@@ -322,15 +334,17 @@ class Trainer:
         # tf.Module's `variables` does not reach into a tf.random.Generator: its state is added.
         variables = [*self.agent.graph_variables(), *self.buffer.variables, self.buffer.rng.state,
                      *((*failures.variables, failures.rng.state) if failures else ())]
-        self.graph_cache_dir = graph_cache_dir() if cfg.xla_cache else None
-        self.store_and_learn = CachedCall(traced, variables, graph_args, self.graph_cache_dir,
+        self.store_and_learn = CachedCall(traced, variables, graph_args,
+                                          graph_cache_dir() if cfg.xla_cache else None,
                                           LearnStats.from_flat)
-        kept = {"failures": failures} if failures is not None else {}
-        self.checkpointer = Checkpointer(self.run_dir.path, {
-            **self.agent.checkpoint_variables(), "buffer": self.buffer, **kept})
-        self.qnet = evaluation.NumpyQNetwork(self.agent.numpy_weights())
-        self.act_rng = np.random.default_rng([cfg.seed, 7])
-        self.doomed = DoomedStates(self.env.observation_size)
+        return failures
+
+    def _start_collecting(self) -> None:
+        """The end of start-up (see `train`): its objects move to a generation no collection
+        visits (gc.freeze), so the loop's collections walk only what the loop itself makes."""
+        if self.collect_after_start:
+            gc.freeze()
+            gc.enable()
 
     def _restore(self) -> Progress:
         state = self.checkpointer.restore_latest()
@@ -490,11 +504,7 @@ class Trainer:
             return
         self.timer.add("first_call_trace_compile", dt)
         self.first_call = False
-        if self.collect_after_start:
-            # Start-up's objects move to a generation no collection visits (gc.freeze), so the
-            # loop's collections walk only what the loop itself makes.
-            gc.freeze()
-            gc.enable()
+        self._start_collecting()
         if self.profiler is not None:
             # Profile from here on: the training loop, evaluation and wrap-up, the parts a user
             # can act on. Under cProfile TensorFlow's import and tracing (all Python) ran ~1.5 s
