@@ -149,7 +149,6 @@ class CachedCall:
         return {"format": FORMAT, "key": key,
                 "functions": [base64.b64encode(f.SerializeToString()).decode() for f in fdefs],
                 "main": fdefs[-1].signature.name, "captures": captures,
-                "n_inputs": len(cf.function_def.signature.input_arg) - len(captures),
                 "n_out": len(cf.function_def.signature.output_arg),
                 "variables": [self._describe(i) for i in captures]}
 

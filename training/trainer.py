@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, on_eval: Callable[[dict[str, Any]], str | None] | No
     # Python's cyclic garbage collector off through the start-up: importing TensorFlow and
     # building the run allocate about a million objects that live as long as the process, and
     # each full collection on the way walks all of them (docs/performance.md). The first
-    # learning call freezes what exists by then (`_time_learning_call`) and turns it back on.
+    # learning call freezes what exists by then (`_start_collecting`) and turns it back on.
     collecting = gc.isenabled()
     gc.disable()
     try:
