@@ -431,6 +431,7 @@ def _import_peer() -> tuple[Any, Any, Any]:
             import stable_baselines3 as sb3
             import stable_baselines3.common.callbacks  # noqa: F401 - read as sb3.common.callbacks
             import stable_baselines3.common.env_util  # noqa: F401 - read as sb3.common.env_util
+            import stable_baselines3.common.logger  # noqa: F401 - read as sb3.common.logger
     except ImportError:
         print(MISSING_DEPS_MSG, file=sys.stderr)
         raise SystemExit(2)
@@ -517,6 +518,9 @@ def zoo_model(sb3: Any, kind: str, seed: int) -> tuple[Any, Any, dict[str, Any]]
                         gae_lambda=z["gae_lambda"], gamma=z["gamma"], n_epochs=z["n_epochs"],
                         ent_coef=z["ent_coef"], learning_rate=zoo_value(z["learning_rate"]),
                         clip_range=zoo_value(z["clip_range"]), seed=seed, verbose=0, device="cpu")
+    # A logger that writes nothing: without one, every learn() makes an empty SB3-<time>
+    # directory in the system's temporary directory (its default log folder).
+    model.set_logger(sb3.common.logger.Logger(folder=None, output_formats=[]))
     return model, env, z
 
 

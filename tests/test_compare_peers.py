@@ -298,3 +298,17 @@ def test_greedy_act_matches_sb3_predict():
         expected = model.predict(obs, deterministic=True)[0]
         got = cp.greedy_act(model)(obs)
         assert got.shape == (64,) and np.array_equal(got, expected)
+
+
+def test_a_peer_leaves_no_log_directory_behind(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("stable_baselines3")
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    _torch, sb3, _evaluation = cp._import_peer()
+    for kind in ("sb3_dqn", "sb3_ppo"):
+        model, env, _ = cp.zoo_model(sb3, kind, seed=0)
+        model.learn(total_timesteps=64)
+        env.close()
+    assert list(tmp_path.glob("SB3-*")) == []  # torch may keep its own cache there
