@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from training.cli import build_parser, config_from_args, passthrough_args, resume_config  # noqa: E402
 from common.config import ConfigError, TrainConfig  # noqa: E402
 from common.errors import EXIT_SOLVED, EXIT_UNSOLVED, EXIT_USAGE, USER_ERRORS, TrainingFault  # noqa: E402
-from common.run_log import PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
+from common.run_log import PROFILE_FOLDED, PROFILE_PROF, PROFILE_TXT, process_start_time  # noqa: E402
 
 __all__ = ["main", "TrainingFault"]
 
@@ -155,12 +155,17 @@ def run_sweep(args: Any) -> int:
 
 
 def train_with_profile(cfg: TrainConfig, resume: bool, t0: float) -> dict[str, Any]:
-    """Train, under cProfile when `cfg.profile` (enabled by the trainer after its first call)."""
+    """Train under `cfg.profiler` when `cfg.profile` (enabled by the trainer after its first
+    call), then write the profile into the run directory."""
     from training.trainer import train
     if not cfg.profile:
         return train(cfg, resume=resume, t0=t0)
-    import cProfile
-    profiler = cProfile.Profile()
+    if cfg.profiler == "cprofile":
+        import cProfile
+        profiler: Any = cProfile.Profile()
+    else:
+        from common.sampling_profiler import SamplingProfiler
+        profiler = SamplingProfiler()
     try:
         summary = train(cfg, resume=resume, t0=t0, profiler=profiler)
     finally:
@@ -176,6 +181,10 @@ def write_profile(profiler: Any, run_dir: Path) -> None:
 
     from common.run_log import atomic_write_bytes, atomic_write_text
     if not run_dir.is_dir():
+        return
+    if hasattr(profiler, "folded"):  # the sampling profiler
+        atomic_write_text(run_dir / PROFILE_TXT, profiler.report())
+        atomic_write_text(run_dir / PROFILE_FOLDED, profiler.folded())
         return
     profiler.create_stats()  # what dump_stats writes, but through our atomic writer
     atomic_write_bytes(run_dir / PROFILE_PROF, marshal.dumps(profiler.stats))

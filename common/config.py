@@ -45,8 +45,13 @@ class TrainConfig:
         "frame, full size; need imageio-ffmpeg from requirements/video.txt).",
         choices=("gif", "mp4", "webm")))
     profile: bool = field(default=True, metadata=_opt(
-        "cProfile the run from its first learning call on and write profile.prof / "
-        "profile.txt (TensorFlow's import and tracing are timed in timings.json instead)."))
+        "Profile the run from its first learning call on (TensorFlow's import and tracing are "
+        "timed in timings.json instead); --profiler says how."))
+    profiler: str = field(default="sample", metadata=_opt(
+        "sample: read the Python stack 200 times a second, write profile.txt (seconds per function, "
+        "estimated) and profile.folded (for flame-graph viewers); cprofile: Python's cProfile, "
+        "exact call counts at a cost to the run's speed, writes profile.prof and profile.txt.",
+        choices=("sample", "cprofile")))
     quiet: bool = field(default=False, metadata=_opt("No progress bar or per-round messages."))
 
     # --- environment and reward -----------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 # The columns of metrics.csv and eval.csv are defined once, in metrics.py.
 CONFIG_JSON, SUMMARY_JSON, TIMINGS_JSON = "config.json", "summary.json", "timings.json"
 METRICS_CSV, EVAL_CSV, FIGURE_PNG = "metrics.csv", "eval.csv", "training_metrics.png"
-PROFILE_PROF, PROFILE_TXT = "profile.prof", "profile.txt"
+PROFILE_PROF, PROFILE_TXT, PROFILE_FOLDED = "profile.prof", "profile.txt", "profile.folded"
 LOCK_FILE = ".cartpole.lock"  # never removed: see lock_dir
 CHECKPOINT_DIR, MODEL_DIR, SCRIPTS_DIR = "checkpoints", "model", "scripts"
 BEST_MODEL, FINAL_MODEL = "best.keras", "final.keras"

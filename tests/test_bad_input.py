@@ -454,7 +454,7 @@ def test_resume_with_a_changed_flag_is_one_line(short_run):
     proc = run_cli("--resume", str(short_run), "--gamma", "0.99")
     assert_one_line_error(proc, "--resume keeps the run's settings; --gamma 0.99 differs from the "
                                 "run's 0.998 (only --max-env-steps, --max-seconds, --keep-training, "
-                                "--quiet, --graphics, --profile, --video-format may change)")
+                                "--quiet, --graphics, --profile, --profiler, --video-format may change)")
 
 
 def test_seeds_with_resume_is_refused(tmp_path, capsys):

@@ -137,8 +137,9 @@ def test_log_dir_complete_and_well_formed(solved_run):
         assert len(data) > 1000, name
     assert (run_dir / "training_metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "cartpole_demo.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
-    assert (run_dir / "profile.prof").stat().st_size > 0
-    assert "function calls" in (run_dir / "profile.txt").read_text()
+    # The default profiler samples (common/sampling_profiler.py): a table and collapsed stacks.
+    assert "(loop)" in (run_dir / "profile.txt").read_text()
+    assert "training/trainer.py" in (run_dir / "profile.folded").read_text()
     assert (run_dir / "scripts" / "cartpole.py").is_file()
     assert (run_dir / "scripts" / "run_cartpole_training.sh").is_file()
     assert list((run_dir / "checkpoints").glob("ckpt-*.index"))

@@ -22,7 +22,7 @@ from common.errors import EXIT_USAGE  # noqa: E402
 #: Settings `--resume` lets a command line change: the budgets, and output that does not touch
 #: what is learned. Everything else is the run's own and must match it.
 RESUME_MAY_CHANGE = ("max_env_steps", "max_seconds", "keep_training", "quiet", "graphics", "profile",
-                     "video_format")
+                     "profiler", "video_format")
 #: The attribute of a parsed namespace holding the command line it was parsed from.
 ARGV_ATTR = "command_line"
 
