@@ -120,9 +120,9 @@ class RoundRunner:
     @staticmethod
     def _start_worker() -> subprocess.Popen | None:
         # A fresh interpreter, not a fork of this one (which may hold TensorFlow's threads).
-        # -O: gymnasium's step asserts that each action is in the action space, a sixth of a
-        # round's time; the worker's actions are argmax indices, valid by construction. The
-        # environment's dynamics and rewards are the same code either way.
+        # -O: gymnasium's step asserts on every call that the action is in the action space, a
+        # check that shows in a round's profile; the worker's actions are argmax indices, valid
+        # by construction. The environment's dynamics and rewards are the same code either way.
         env = child_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         try:
             return subprocess.Popen([sys.executable, "-O", "-m", "acting.eval_rounds", "--worker"],

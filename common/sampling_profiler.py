@@ -1,12 +1,11 @@
 """A sampling profiler: one thread's Python stack, read every few milliseconds by another.
 
-Why not cProfile by default: it traces every Python call, and the training loop makes about
-half a million of them before the solve, which cost ~0.2 s of a ~4 s run here (bench_solve
-with and without --no-profile, docs/performance.md). Reading the stack 200 times a second costs
-the sampled thread only the moments the sampler holds the GIL. What it gives up: call counts,
-and exactness for functions shorter than the interval; the share of samples estimates where
-the wall time went, the question a run's profile answers. `--profiler cprofile` keeps the
-exact, slower one.
+Why not cProfile by default: it traces every Python call, and the training loop makes a great
+many of them before the solve, which slowed the run it measured (docs/performance.md, sixth
+sitting). Reading the stack 200 times a second costs the sampled thread only the moments the
+sampler holds the GIL. What it gives up: call counts, and exactness for functions shorter than
+the interval; the share of samples estimates where the wall time went, the question a run's
+profile answers. `--profiler cprofile` keeps the exact, slower one.
 
 Time spent in C (TensorFlow's call, a NumPy kernel, a pipe read) counts for the Python
 function that called it, as in cProfile's cumulative column.
@@ -22,7 +21,7 @@ from collections import Counter
 Frame = tuple[str, int, str]  # (file, first line, function): one function, as pstats names it
 
 INTERVAL_S = 0.005
-SWITCH_INTERVAL_S = 0.0002
+SWITCH_INTERVAL_S = 0.00002
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,8 +44,9 @@ class SamplingProfiler:
         self._target = threading.get_ident()
         # The sampler waits for the GIL, which a busy thread hands over only at a release
         # point (a NumPy kernel, a TensorFlow call, I/O) or after the switch interval (5 ms by
-        # default). With the default, samples would bunch up at release points: a NumPy-heavy
-        # function came out at ~3x its share. A short interval keeps each sample near its time.
+        # default). With the default, samples would bunch up at release points (a function
+        # that releases the GIL often took the samples of the Python code around it; a test
+        # holds this). A short interval keeps each sample near its time.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._stop.clear()

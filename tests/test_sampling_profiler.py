@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -19,8 +21,14 @@ def python_work(seconds: float) -> None:
         sum(i * i for i in range(200))
 
 
+BLOCK = np.ones(20_000)
+
+
 def release_point() -> None:
-    time.sleep(0)  # gives the GIL up for an instant, as a NumPy kernel or a TensorFlow call does
+    """An instant without the GIL: NumPy releases it around a kernel on an array this size (a
+    sleep would too, but on a loaded machine it also hands the CPU away, and then the time
+    really is spent there)."""
+    np.sqrt(BLOCK, out=BLOCK)
 
 
 def waiting(seconds: float) -> None:
