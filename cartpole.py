@@ -163,29 +163,32 @@ def train_with_profile(cfg: TrainConfig, resume: bool, t0: float) -> dict[str, A
     if cfg.profiler == "cprofile":
         import cProfile
         profiler: Any = cProfile.Profile()
+        write: Any = write_cprofile
     else:
         from common.sampling_profiler import SamplingProfiler
-        profiler = SamplingProfiler()
+        profiler, write = SamplingProfiler(), write_sampled_profile
     try:
         summary = train(cfg, resume=resume, t0=t0, profiler=profiler)
     finally:
         profiler.disable()
-    write_profile(profiler, Path(cfg.log_dir or "."))
+    run_dir = Path(cfg.log_dir or ".")
+    if run_dir.is_dir():
+        write(profiler, run_dir)
     return summary
 
 
-def write_profile(profiler: Any, run_dir: Path) -> None:
+def write_sampled_profile(profiler: Any, run_dir: Path) -> None:
+    from common.run_log import atomic_write_text
+    atomic_write_text(run_dir / PROFILE_TXT, profiler.report())
+    atomic_write_text(run_dir / PROFILE_FOLDED, profiler.folded())
+
+
+def write_cprofile(profiler: Any, run_dir: Path) -> None:
     import io
     import marshal
     import pstats
 
     from common.run_log import atomic_write_bytes, atomic_write_text
-    if not run_dir.is_dir():
-        return
-    if hasattr(profiler, "folded"):  # the sampling profiler
-        atomic_write_text(run_dir / PROFILE_TXT, profiler.report())
-        atomic_write_text(run_dir / PROFILE_FOLDED, profiler.folded())
-        return
     profiler.create_stats()  # what dump_stats writes, but through our atomic writer
     atomic_write_bytes(run_dir / PROFILE_PROF, marshal.dumps(profiler.stats))
     text = io.StringIO()
