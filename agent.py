@@ -32,10 +32,12 @@ RewardFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
                     dtype_policy: str = "float32", name: str = "q_network",
-                    layer_norm: bool = False) -> keras.Sequential:
+                    layer_norm: bool = False, dueling: bool = False) -> keras.Sequential:
     """MLP obs -> Q-values. Hidden layers follow `dtype_policy` (e.g. mixed_float16); the output
     layer is always float32 so Q-values, TD errors and priorities never live in float16.
-    With `layer_norm` each hidden block is Dense -> LayerNormalization -> ReLU (as PQN does)."""
+    With `layer_norm` each hidden block is Dense -> LayerNormalization -> ReLU (as PQN does).
+    With `dueling` the output layer gives a value and one advantage per action, combined as
+    Q = V + A - mean(A) (Wang et al. 2016); `fold_dueling` turns it into a plain output layer."""
     layers: list[keras.layers.Layer] = [keras.Input((obs_size,), dtype="float32")]
     for w in hidden:
         if layer_norm:
@@ -44,8 +46,29 @@ def build_q_network(obs_size: int, num_actions: int, hidden: tuple[int, ...],
                        keras.layers.Activation("relu", dtype=dtype_policy)]
         else:
             layers.append(keras.layers.Dense(w, activation="relu", dtype=dtype_policy))
-    layers.append(keras.layers.Dense(num_actions, dtype="float32"))
+    if dueling:
+        layers += [keras.layers.Dense(num_actions + 1, dtype="float32"), DuelingCombine()]
+    else:
+        layers.append(keras.layers.Dense(num_actions, dtype="float32"))
     return keras.Sequential(layers, name=name)
+
+
+class DuelingCombine(keras.layers.Layer):
+    """[V, A_1..A_n] -> Q_i = V + A_i - mean(A). No weights: the preceding Dense holds them."""
+
+    def call(self, head):
+        adv = head[:, 1:]
+        return head[:, :1] + adv - tf.reduce_mean(adv, axis=1, keepdims=True)
+
+
+def fold_dueling(weights: list, in_graph: bool = False) -> list:
+    """A dueling network's weights as those of the plain network computing the same Q: the
+    combination is linear, so the output kernel K = [k_V, K_A] folds to k_V + K_A - mean(K_A)
+    (and the bias alike). NumPy arrays, or graph tensors with `in_graph`."""
+    mean = tf.reduce_mean if in_graph else np.mean
+    *body, kernel, bias = weights
+    return [*body, *(w[..., :1] + w[..., 1:] - mean(w[..., 1:], axis=-1, keepdims=True)
+                     for w in (kernel, bias))]
 
 
 def make_optimizer(lr: float, clip_norm: float, weight_decay: float) -> keras.optimizers.Optimizer:
@@ -81,8 +104,9 @@ class DoubleDQNAgent(tf.Module):
                  gamma: float = 0.998, tau: float = 0.06, lr: float = 5e-3, huber_delta: float = 1.0, clip_norm: float = 10.0,
                  mixed_precision: bool = False, reward_max: float | None = 1.0,
                  layer_norm: bool = False, weight_decay: float = 0.0, gap_solved: float = 0.0,
-                 anchor_solved: float = 0.0, margin_solved: float = 0.0):
+                 anchor_solved: float = 0.0, margin_solved: float = 0.0, dueling: bool = False):
         super().__init__(name="double_dqn")
+        self.dueling = dueling
         self.obs_size, self.num_actions = obs_size, num_actions
         self.gamma, self.tau, self.huber_delta = gamma, tau, huber_delta
         self.mixed_precision, self.hidden, self.layer_norm = mixed_precision, tuple(hidden), layer_norm
@@ -94,12 +118,14 @@ class DoubleDQNAgent(tf.Module):
         # bound the target is unchanged, so learning up to the solve is bit-for-bit the same.
         self.q_max = None if reward_max is None or gamma >= 1 else reward_max / (1.0 - gamma)
         policy = "mixed_float16" if mixed_precision else "float32"
-        self.online = build_q_network(obs_size, num_actions, hidden, policy, "online", layer_norm)
-        self.target = build_q_network(obs_size, num_actions, hidden, policy, "target", layer_norm)
+        self.online = build_q_network(obs_size, num_actions, hidden, policy, "online", layer_norm,
+                                      dueling)
+        self.target = build_q_network(obs_size, num_actions, hidden, policy, "target", layer_norm,
+                                      dueling)
         self.target.set_weights(self.online.get_weights())
         # The delivered model's network, for --anchor-solved and --margin-solved: the trainer
         # sets its weights when best.keras is written (the solve, a promotion) or read back (a
-        # resume).
+        # resume). Always a plain network: it gets the delivered (folded) weights.
         self.anchor = (build_q_network(obs_size, num_actions, hidden, policy, "anchor", layer_norm)
                        if anchor_solved > 0 or margin_solved > 0 else None)
         # A plain float: the trainer sets the value before each call from its own schedule
@@ -208,7 +234,14 @@ class DoubleDQNAgent(tf.Module):
 
     # --- Python-side helpers ------------------------------------------------------------------
     def numpy_weights(self) -> list[np.ndarray]:
-        return [np.asarray(w) for w in self.online.get_weights()]
+        """The online network's weights in the plain network's shape (NumPy acting, export)."""
+        weights = [np.asarray(w) for w in self.online.get_weights()]
+        return fold_dueling(weights) if self.dueling else weights
+
+    def policy_weights(self) -> list[tf.Tensor]:
+        """`numpy_weights` as graph tensors, the fused call's outputs."""
+        weights = [tf.identity(w) for w in self.online.weights]
+        return fold_dueling(weights, in_graph=True) if self.dueling else weights
 
     def learning_rate(self) -> float:
         return float(np.asarray(self.optimizer.learning_rate))
@@ -242,10 +275,10 @@ class DoubleDQNAgent(tf.Module):
         `weights` lets the trainer export the snapshot an evaluation round judged.
         """
         model = self.online
-        if self.mixed_precision or weights is not None:
+        if self.mixed_precision or self.dueling or weights is not None:
             model = build_q_network(self.obs_size, self.num_actions, self.hidden, "float32",
                                     "online", self.layer_norm)
-            model.set_weights(self.online.get_weights() if weights is None else weights)
+            model.set_weights(self.numpy_weights() if weights is None else weights)
         tmp = f"{path}.tmp.keras"  # Keras insists on the extension; rename makes it atomic.
         model.save(tmp)
         os.replace(tmp, path)
@@ -370,7 +403,6 @@ def make_store_and_learn(agent: DoubleDQNAgent, buffer: PrioritizedReplayBuffer,
         _, loss_sum, q_sum = tf.while_loop(
             lambda i, *_: i < n_learn, body, (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
         denom = tf.cast(tf.maximum(n_learn, 1), tf.float32)
-        return LearnStats(loss_sum / denom, q_sum / denom,
-                          [tf.identity(w) for w in agent.online.weights])
+        return LearnStats(loss_sum / denom, q_sum / denom, agent.policy_weights())
 
     return store_and_learn

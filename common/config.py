@@ -83,6 +83,11 @@ class TrainConfig:
         "helps a solved agent stay solved but makes every learning step dearer and the solve "
         "slower, and the default is tuned for time to solve, so it is off by default "
         "(docs/performance.md has the figures)."))
+    dueling: bool = field(default=False, metadata=_opt(
+        "A dueling output layer: a value and one advantage per action, combined as "
+        "Q = V + A - mean(A) (Wang et al. 2016), so the gap between the actions learns at a "
+        "step size of its own. best.keras and the NumPy policy get the plain layer it folds "
+        "into (the same Q-values)."))
     weight_decay: float = field(default=0.0, metadata=_opt(
         "Decoupled weight decay (AdamW) on the Q-network's kernels, per learning step scaled "
         "by the learning rate; biases and LayerNorm's gamma/beta are not decayed. 0 = plain "

@@ -367,3 +367,28 @@ def test_margin_solved_pushes_the_learner_to_the_delivered_models_greedy_actions
     for _ in range(50):
         agent.train_step(*args, solved=tf.constant(True))
     assert agree(agent) > 0.95
+
+
+def test_dueling_head_folds_into_the_plain_network_everywhere(tmp_path):
+    """--dueling learns V and one advantage per action; NumPy acting, the fused call's output
+    weights and best.keras get the plain output layer it folds into, with the same Q-values."""
+    agent = small_agent(dueling=True, anchor_solved=1.5)
+    head = agent.online.layers[-2]
+    assert head.units == 3, "the dueling head has a value and two advantages"
+    rng = np.random.default_rng(4)
+    # A head whose value and advantages all differ, so a wrong fold shows.
+    head.set_weights([rng.normal(0, 1, w.shape).astype(np.float32) for w in head.get_weights()])
+    obs = rng.normal(0, 0.5, (16, 4)).astype(np.float32)
+    q = agent.online(obs).numpy()
+    np.testing.assert_allclose(NumpyQNetwork(agent.numpy_weights()).q_values(obs), q,
+                               rtol=1e-5, atol=1e-5)
+    assert [w.shape for w in agent.numpy_weights()][-2:] == [(8, 2), (2,)]
+    fn = make_store_and_learn(agent, PrioritizedReplayBuffer(512, 4, alpha=0.7, seed=3),
+                              get_reward_fn("shaped"), 32, jit_compile=True)
+    stats = fn(tf.constant(_fill_chunk(64, rng)), tf.constant(2), tf.constant(0.4))
+    for got, want in zip(stats.weights, agent.numpy_weights()):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    path = tmp_path / "q.keras"
+    agent.export(str(path))
+    np.testing.assert_allclose(keras.models.load_model(path)(obs).numpy(), agent.online(obs).numpy(),
+                               rtol=1e-5, atol=1e-5)

@@ -315,7 +315,8 @@ class Trainer:
                           huber_delta=cfg.huber_delta, clip_norm=cfg.clip_norm,
                           mixed_precision=self.mixed, layer_norm=cfg.layer_norm,
                           weight_decay=cfg.weight_decay, gap_solved=cfg.gap_solved,
-                          anchor_solved=cfg.anchor_solved, margin_solved=cfg.margin_solved)
+                          anchor_solved=cfg.anchor_solved, margin_solved=cfg.margin_solved,
+                          dueling=cfg.dueling)
         learn_args = dict(jit_compile=self.xla, failure_rows=cfg.failure_rows,
                           uniform_solved=cfg.uniform_solved, n_step=cfg.n_step,
                           num_envs=cfg.num_envs, n_step_solved=cfg.n_step_solved)
